@@ -1,0 +1,21 @@
+"""Data layer: the dataset schema, readers for MulT / MMSA / npz / MMIN-IEMOCAP layouts, synthetic data, writers.
+
+Loading a pickle executes code from that file — only open pickles you trust; prefer ``.npz``.
+"""
+from .registry import FORMATS, SYNTHETIC_NAMES, detect_format, load_dataset
+from .schema import SPLITS, DataError, MultimodalDataset, Split
+from .synthetic import make_synthetic
+from .writers import save_dataset
+
+__all__ = [
+    "DataError",
+    "FORMATS",
+    "MultimodalDataset",
+    "SPLITS",
+    "SYNTHETIC_NAMES",
+    "Split",
+    "detect_format",
+    "load_dataset",
+    "make_synthetic",
+    "save_dataset",
+]

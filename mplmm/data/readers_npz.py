@@ -1,0 +1,80 @@
+"""Reader for ``.npz`` files with entries ``<split>__<key>`` (e.g. ``test__text``) and optional ``meta__<field>``.
+
+The keys per split are those of the MMSA / MulT dicts (:mod:`readers_pickle`). Loaded with ``allow_pickle=False``:
+an ``.npz`` cannot execute code, which is why it is the preferred format.
+"""
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .readers_pickle import interpret_splits
+from .schema import SPLITS, DataError, MultimodalDataset
+
+SEP = "__"
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def open_npz(path: Path) -> "np.lib.npyio.NpzFile":
+    """``np.load`` without pickles; failures become a DataError."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path}: unreadable or truncated .npz ({type(exc).__name__}: {exc})") from exc
+    if not hasattr(npz, "files"):
+        raise DataError(f"{path}: is a single .npy array, not an .npz archive of '<split>__<key>' entries")
+    return npz
+
+
+def _member(npz: Any, path: Path, key: str) -> np.ndarray:
+    """One entry of the archive, with a DataError naming it on failure."""
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path} key '{key}': is an object array (needs pickle); store strings as fixed-width "
+                            "unicode and numbers as numeric arrays") from exc
+        raise DataError(f"{path} key '{key}': unreadable ({exc})") from exc
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path} key '{key}': unreadable or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def npz_to_dict(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """``({split: {key: array}}, meta)`` from an ``.npz`` file."""
+    with open_npz(path) as npz:
+        names = list(npz.files)
+        data: dict[str, dict[str, np.ndarray]] = {}
+        meta: dict = {}
+        for entry in names:
+            split, sep, key = entry.partition(SEP)
+            if not sep or not key or split not in (*SPLITS, "meta"):
+                raise DataError(f"{path}: unexpected entry '{entry}'; expected '<split>__<key>' with split in "
+                                f"{list(SPLITS)} (or 'meta__<field>'), e.g. 'train__text'")
+            arr = _member(npz, path, entry)
+            if split == "meta":
+                meta[key] = arr.tolist() if arr.ndim else arr.item()
+            else:
+                data.setdefault(split, {})[key] = arr
+    if "label_range" in meta:
+        meta["label_range"] = tuple(float(v) for v in meta["label_range"])
+    if "class_names" in meta:
+        meta["class_names"] = [str(c) for c in meta["class_names"]]
+    missing = [s for s in SPLITS if s not in data]
+    if missing:
+        raise DataError(f"{path}: no entries for splits {missing}; expected '<split>__<key>' entries for "
+                        f"{list(SPLITS)}, found prefixes {sorted(data)}")
+    return data, meta
+
+
+def read_npz(path: Path, *, strict: bool = False, metric_family: Optional[str] = None,
+             allow_multilabel: bool = False) -> MultimodalDataset:
+    """Read an ``.npz`` dataset (the shared ``mosi_bclstm_utterance.npz`` or one written by ``save_dataset``)."""
+    data, meta = npz_to_dict(path)
+    return interpret_splits(data, source=str(path), fmt="npz", strict=strict, meta=meta,
+                            metric_family=metric_family, allow_multilabel=allow_multilabel)

@@ -1,0 +1,214 @@
+"""Readers for split dicts: MulT pickles, MMSA pickles (and, via :mod:`readers_npz`, ``.npz`` files).
+
+Both pickle layouts are ``{"train"|"valid"|"test": {key: array}}``; they differ in the key names:
+
+* MulT (``mosi_data[_noalign].pkl``, ``mosei_senti_data*.pkl``, ``iemocap_data*.pkl``): ``text``, ``audio``,
+  ``vision``, ``labels`` (``(N, 1, 1)`` sentiment, or ``(N, 4, 2)`` per-emotion binary for IEMOCAP), optional ``id``.
+* MMSA (``unaligned_50.pkl``, ``aligned_50.pkl``, SIMS ``unaligned_39.pkl``): ``text`` / ``text_bert``, ``audio``,
+  ``vision``, ``regression_labels``, ``audio_lengths``, ``vision_lengths``, ``id``.
+
+A file written by :func:`mplmm.data.save_dataset` also carries a top-level ``meta`` dict (task, class names, ...).
+Loading a pickle executes code from that file: only open pickles you trust.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..constants import MODALITIES
+from .schema import SPLITS, DataError, MultimodalDataset
+from .validate import RANGE_TOL, as_numeric, build_dataset, shape_str, where
+
+#: MulT's IEMOCAP emotion order (``Neutral, Happy, Sad, Angry`` in MulT's ``eval_iemocap``).
+MULT_IEMOCAP_CLASSES = ["neutral", "happy", "sad", "angry"]
+MMSA_MARKERS = ("regression_labels", "audio_lengths", "vision_lengths", "text_bert")
+LABEL_ORDER = {
+    "mult_pickle": ("labels", "regression_labels", "classification_labels"),
+    "mmsa_pickle": ("regression_labels", "labels", "classification_labels"),
+    "npz": ("regression_labels", "labels", "classification_labels"),
+}
+LABEL_RANGES = {"mosi": (-3.0, 3.0), "sims": (-1.0, 1.0)}
+
+
+def load_pickle(path: Path) -> Any:
+    """Unpickle ``path``; any failure (missing, truncated, not a pickle) becomes a one-line DataError."""
+    try:
+        with open(path, "rb") as fh:
+            try:
+                return pickle.load(fh)
+            except UnicodeDecodeError:  # Python-2 era pickles
+                fh.seek(0)
+                return pickle.load(fh, encoding="latin1")
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    except Exception as exc:  # noqa: BLE001 — any unpickling failure is a bad file
+        hint = "; if it was written with a newer numpy, use the .npz twin" if isinstance(exc, ImportError) else ""
+        raise DataError(f"{path}: unreadable or truncated pickle ({type(exc).__name__}: {exc}){hint}") from exc
+
+
+def check_top(data: Any, source: str) -> None:
+    """The top level must be a dict holding the three splits, each a dict."""
+    if not isinstance(data, Mapping):
+        raise DataError(f"{source}: expected a dict with keys {list(SPLITS)}, got {type(data).__name__}")
+    missing = [s for s in SPLITS if s not in data]
+    if missing:
+        raise DataError(f"{source}: expected top-level keys {list(SPLITS)}, found {sorted(map(str, data))} "
+                        f"(missing {missing})")
+    for s in SPLITS:
+        if not isinstance(data[s], Mapping):
+            raise DataError(f"{where(source, s)}: expected a dict of arrays, got {type(data[s]).__name__}")
+
+
+def pickle_flavor(data: Any, source: str) -> tuple[str, str]:
+    """``("mmsa_pickle" | "mult_pickle", reason)`` from the keys of the train split."""
+    check_top(data, source)
+    keys = set(map(str, data["train"]))
+    marks = [k for k in MMSA_MARKERS if k in keys]
+    if marks:
+        return "mmsa_pickle", f"keys {', '.join(marks)}"
+    if "labels" in keys:
+        return "mult_pickle", "keys text/audio/vision/labels"
+    raise DataError(f"{where(source, 'train')}: cannot tell MulT from MMSA layout: expected 'labels' (MulT) or "
+                    f"'regression_labels' (MMSA), found keys {sorted(keys)}")
+
+
+def decide_family(source: str, labels: list[np.ndarray], override: Optional[str],
+                  from_meta: Optional[str] = None) -> tuple[str, str]:
+    """``("mosi" | "sims", reason)``: explicit option, then the file's meta, then file name, then label range."""
+    for value, why in ((override, "metric_family given"), (from_meta, "from the file's meta")):
+        if value:
+            if value not in LABEL_RANGES:
+                raise DataError(f"{source}: metric_family must be one of {sorted(LABEL_RANGES)} for regression, "
+                                f"got {value!r}")
+            return value, why
+    parts = [p.lower() for p in Path(source).parts[-3:]]
+    if any("sims" in p for p in parts):
+        return "sims", "'sims' in the path"
+    if any("mosi" in p or "mosei" in p for p in parts):
+        return "mosi", "'mosi'/'mosei' in the path"
+    top = max(float(np.abs(y).max()) for y in labels if y.size)
+    if top <= 1.0 + RANGE_TOL:
+        return "sims", f"all labels within [-1, 1] (max |y| = {top:.3g})"
+    return "mosi", f"labels exceed [-1, 1] (max |y| = {top:.3g})"
+
+
+def mult_iemocap_labels(y: np.ndarray, loc: str, allow_multilabel: bool, notes: list[str]) -> np.ndarray:
+    """MulT IEMOCAP ``(N, C, 2)`` per-emotion binary labels -> class index (the emotion whose column 1 is set)."""
+    positive = y.argmax(axis=2) == 1
+    count = positive.sum(axis=1)
+    bad = int((count != 1).sum())
+    if bad and not allow_multilabel:
+        raise DataError(
+            f"{loc}: MulT IEMOCAP labels {shape_str(y.shape)}: {bad} rows do not have exactly one positive emotion "
+            f"({int((count == 0).sum())} none, {int((count > 1).sum())} several); pass allow_multilabel=True to "
+            "take the first positive emotion"
+        )
+    if bad:
+        notes.append(f"{loc}: {bad} rows without exactly one positive emotion; took the first positive")
+    return positive.argmax(axis=1).astype(np.int64)
+
+
+def _pick(d: Mapping[str, Any], options: tuple[str, ...]) -> Optional[str]:
+    return next((k for k in options if k in d), None)
+
+
+def parse_meta(meta: Any, source: str) -> dict:
+    """Validate the optional ``meta`` dict written by :func:`save_dataset`."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise DataError(f"{source} key 'meta': expected a dict, got {type(meta).__name__}")
+    out = {str(k): v for k, v in meta.items()}
+    if out.get("class_names") is not None:
+        out["class_names"] = [str(c) for c in out["class_names"]]
+    if out.get("label_range") is not None:
+        out["label_range"] = tuple(float(v) for v in out["label_range"])
+    return out
+
+
+def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: bool = False,
+                     meta: Optional[dict] = None, metric_family: Optional[str] = None,
+                     allow_multilabel: bool = False, name: Optional[str] = None) -> MultimodalDataset:
+    """Turn a ``{split: {key: array}}`` dict (MulT, MMSA or npz key names) into a validated dataset."""
+    check_top(data, source)
+    meta = dict(meta or {})
+    notes: list[str] = []
+    train = data["train"]
+    if "text" not in train and "text_bert" in train:
+        raise DataError(f"{where(source, 'train', 'text_bert')}: only BERT token ids (N, 3, T) are present; they need "
+                        "a text encoder — mplmm requires precomputed 'text' features")
+    label_key = "classification_labels" if meta.get("task") == "classification" and "classification_labels" in train \
+        else _pick(train, LABEL_ORDER[fmt])
+    required = ["text", "audio", "vision"]
+    missing = [k for k in required if k not in train] + ([] if label_key else ["labels|regression_labels"])
+    if missing:
+        raise DataError(f"{where(source, 'train')}: missing keys {missing}; expected text, audio, vision and one of "
+                        f"{list(LABEL_ORDER[fmt])}; found {sorted(map(str, train))}")
+    raw: dict[str, dict[str, Any]] = {}
+    for s in SPLITS:
+        d = data[s]
+        absent = [k for k in required + [label_key] if k not in d]
+        if absent:
+            raise DataError(f"{where(source, s)}: missing keys {absent}; found {sorted(map(str, d))}")
+        lengths = {m: d[f"{m}_lengths"] for m in MODALITIES if f"{m}_lengths" in d}
+        raw[s] = {"text": d["text"], "audio": d["audio"], "vision": d["vision"], "labels": d[label_key],
+                  "ids": d.get("id", d.get("ids")), "lengths": lengths or None}
+    y0 = as_numeric(raw["train"]["labels"], where(source, "train", label_key))
+    task = meta.get("task")
+    class_names = meta.get("class_names")
+    if task is None:
+        mult_iemocap = y0.ndim == 3 and y0.shape[1] > 1 and y0.shape[2] == 2
+        task = "classification" if (label_key == "classification_labels" or mult_iemocap) else "regression"
+    if task == "classification":
+        for s in SPLITS:
+            y = as_numeric(raw[s]["labels"], where(source, s, label_key))
+            if y.ndim == 3 and y.shape[2] == 2:
+                raw[s]["labels"] = mult_iemocap_labels(y, where(source, s, label_key), allow_multilabel, notes)
+        if not class_names:
+            n_cls = y0.shape[1] if y0.ndim >= 2 and y0.shape[1] > 1 else int(max(
+                as_numeric(raw[s]["labels"], source).max() for s in SPLITS)) + 1
+            if y0.ndim == 3 and n_cls == 4:
+                class_names = list(MULT_IEMOCAP_CLASSES)
+                notes.append("MulT IEMOCAP (N, 4, 2) labels -> class = emotion with the positive column; order "
+                             "neutral, happy, sad, angry as in MulT's eval_iemocap")
+            else:
+                class_names = [f"class_{i}" for i in range(n_cls)]
+                notes.append(f"no class names in the file; using class_0..class_{n_cls - 1}")
+        family, label_range = meta.get("metric_family", "iemocap"), None
+    else:
+        ys = [as_numeric(raw[s]["labels"], where(source, s, label_key)).reshape(-1) for s in SPLITS]
+        ys = [y[np.isfinite(y)] for y in ys]
+        family, reason = decide_family(source, ys, metric_family, meta.get("metric_family"))
+        label_range = meta.get("label_range") or LABEL_RANGES[family]
+        notes.append(f"metric family {family} (label range {label_range}): {reason}")
+    hint = "; pass metric_family='mosi' if this is MOSI/MOSEI" if family == "sims" else ""
+    return build_dataset(
+        raw, name=str(meta.get("name") or name or Path(source).stem), source=source, fmt=fmt, task=task,
+        metric_family=family, class_names=class_names, label_range=label_range, strict=strict,
+        keys={"labels": label_key, "ids": "id"}, notes=notes, range_hint=hint,
+    )
+
+
+def read_mult_pickle(path: Path, *, strict: bool = False, data: Any = None, metric_family: Optional[str] = None,
+                     allow_multilabel: bool = False) -> MultimodalDataset:
+    """Read a MulT pickle (``data`` = an already unpickled object, to avoid reading twice)."""
+    obj = load_pickle(path) if data is None else data
+    check_top(obj, str(path))
+    meta = parse_meta(obj.get("meta"), str(path))
+    return interpret_splits(obj, source=str(path), fmt="mult_pickle", strict=strict, meta=meta,
+                            metric_family=metric_family, allow_multilabel=allow_multilabel)
+
+
+def read_mmsa_pickle(path: Path, *, strict: bool = False, data: Any = None,
+                     metric_family: Optional[str] = None) -> MultimodalDataset:
+    """Read an MMSA pickle (``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``, the shared ``mosi_bclstm`` pkl)."""
+    obj = load_pickle(path) if data is None else data
+    check_top(obj, str(path))
+    meta = parse_meta(obj.get("meta"), str(path))
+    return interpret_splits(obj, source=str(path), fmt="mmsa_pickle", strict=strict, meta=meta,
+                            metric_family=metric_family)

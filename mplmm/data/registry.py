@@ -1,0 +1,198 @@
+"""``load_dataset``: one entry point for synthetic names and files/folders in every supported layout.
+
+Auto-detection (``format="auto"``):
+
+* a folder with ``A/ V/ L/ target/`` -> ``iemocap_mmin``; otherwise the folder's single ``.npz`` (preferred: it cannot
+  execute code), else its single ``.pkl``;
+* ``*.npz`` -> ``npz``;
+* ``*.pkl`` / ``*.pickle`` -> unpickled once; split keys ``regression_labels`` / ``audio_lengths`` /
+  ``vision_lengths`` / ``text_bert`` -> ``mmsa_pickle``, else ``labels`` -> ``mult_pickle``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..constants import MODALITIES
+from .readers_iemocap import is_iemocap_folder, read_iemocap_mmin
+from .readers_npz import read_npz
+from .readers_pickle import load_pickle, pickle_flavor, read_mmsa_pickle, read_mult_pickle
+from .schema import DataError, MultimodalDataset
+from .synthetic import SPECS, make_default_synthetic, make_synthetic
+from .validate import fit_length
+
+FORMATS = ("mult_pickle", "mmsa_pickle", "npz", "iemocap_mmin")
+SYNTHETIC_NAMES = ("synthetic", *(f"synthetic-{k}" for k in SPECS))
+PICKLE_EXT = (".pkl", ".pickle")
+AUTO_STD_THRESHOLD = 50.0
+#: ``load_dataset("synthetic-<kind>")`` default ``size``: a few hundred training samples, modest memory.
+DEFAULT_SIZES = {"mosi": 0.1, "mosei": 0.02, "sims": 0.1, "iemocap": 0.05}
+
+
+def _in_folder(folder: Path) -> tuple[str, Path, str]:
+    """Pick the data file inside a folder: MMIN layout, else one .npz, else one pickle."""
+    if is_iemocap_folder(folder):
+        return "iemocap_mmin", folder, "folder with A/ V/ L/ target/ (MMIN IEMOCAP layout)"
+    for exts, why in (((".npz",), "the folder's .npz (preferred over pickles: it cannot execute code)"),
+                      (PICKLE_EXT, "the folder's only pickle")):
+        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        if len(found) == 1:
+            return "", found[0], why
+        if len(found) > 1:
+            raise DataError(f"{folder}: several candidate files {[p.name for p in found]}; pass one of them")
+    raise DataError(f"{folder}: no .npz, .pkl or MMIN IEMOCAP layout (A/ V/ L/ target/) in this folder")
+
+
+def _detect(path: Path) -> tuple[str, Path, str, Any]:
+    """``(format, file, reason, unpickled-object-or-None)``."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder (synthetic names: {', '.join(SYNTHETIC_NAMES)})")
+    reason = ""
+    if path.is_dir():
+        fmt, path, reason = _in_folder(path)
+        if fmt:
+            return fmt, path, reason, None
+        reason = f"{reason}; "
+    ext = path.suffix.lower()
+    if ext == ".npz":
+        return "npz", path, reason or "extension .npz", None
+    if ext in PICKLE_EXT:
+        data = load_pickle(path)
+        fmt, why = pickle_flavor(data, str(path))
+        return fmt, path, reason + why, data
+    raise DataError(f"{path}: cannot tell the format from the extension {ext or '(none)'!r}; expected .npz, .pkl, "
+                    f".pickle or an MMIN IEMOCAP folder, or pass format= one of {list(FORMATS)}")
+
+
+def detect_format(path: Union[str, os.PathLike]) -> str:
+    """The format ``load_dataset(path)`` would use (note: detecting a pickle's flavour unpickles it)."""
+    return _detect(Path(path))[0]
+
+
+def _standardize(ds: MultimodalDataset, modalities: Sequence[str]) -> None:
+    """Per-feature train mean/std (valid frames only), applied to every split; zero-std columns use std 1."""
+    for m in modalities:
+        train = ds["train"]
+        x = train.modality(m)
+        valid = _frame_mask(train, m)
+        frames = x[valid]
+        mean = frames.mean(axis=0, dtype=np.float64)
+        std = frames.std(axis=0, dtype=np.float64)
+        std = np.where(std > 1e-8, std, 1.0)
+        for sp in ds.splits.values():
+            y = ((sp.modality(m) - mean) / std).astype(np.float32)
+            y[~_frame_mask(sp, m)] = 0.0
+            setattr(sp, m, y)
+
+
+def _frame_mask(sp: Any, m: str) -> np.ndarray:
+    """``(N, T)`` True for valid frames (all frames when no lengths are recorded)."""
+    t = sp.modality(m).shape[1]
+    if sp.lengths and m in sp.lengths:
+        return np.arange(t)[None, :] < sp.lengths[m][:, None]
+    return np.ones((len(sp), t), dtype=bool)
+
+
+def _apply_standardize(ds: MultimodalDataset, standardize: Union[bool, str, Sequence[str]]) -> Optional[str]:
+    """Resolve the ``standardize`` option; returns a note (or None when nothing was done)."""
+    if standardize is False or standardize is None:
+        return None
+    if standardize == "auto":
+        if ds.seq_lens != (1, 1, 1):
+            return None
+        tops = {m: float(np.abs(ds["train"].modality(m)).max()) for m in MODALITIES}
+        mods = [m for m in MODALITIES if tops[m] > AUTO_STD_THRESHOLD]
+        if not mods:
+            return None
+        why = "auto: utterance-level features with max |x| > 50 (" + ", ".join(f"{m} {tops[m]:.1f}" for m in mods) + ")"
+    elif standardize is True:
+        mods, why = list(MODALITIES), "standardize=True"
+    else:
+        mods = [standardize] if isinstance(standardize, str) else list(standardize)
+        bad = [m for m in mods if m not in MODALITIES]
+        if bad:
+            raise DataError(f"standardize: unknown modalities {bad}; expected 'auto', True, False "
+                            f"or names from {MODALITIES}")
+        why = f"standardize={mods}"
+    _standardize(ds, mods)
+    return f"standardized {', '.join(mods)} with train-split mean/std per feature ({why})"
+
+
+def _fit_seq_lens(ds: MultimodalDataset, seq_lens: Sequence[int]) -> None:
+    """Zero-pad/truncate every modality to ``seq_lens`` and clip recorded lengths."""
+    for sp in ds.splits.values():
+        for m, t in zip(MODALITIES, seq_lens):
+            setattr(sp, m, fit_length(sp.modality(m), int(t)))
+            if sp.lengths and m in sp.lengths:
+                sp.lengths[m] = np.minimum(sp.lengths[m], int(t))
+    ds.notes.append(f"sequences padded/truncated to seq_lens {tuple(int(t) for t in seq_lens)}")
+
+
+def _synthetic(name: str, seq_lens: Optional[Sequence[int]], opts: dict) -> MultimodalDataset:
+    allowed = {"size", "seed", "sizes"}
+    unknown = set(opts) - allowed
+    if unknown:
+        raise TypeError(f"unknown options for {name!r}: {sorted(unknown)}; allowed {sorted(allowed)}")
+    if name == "synthetic":
+        return make_default_synthetic(seed=opts.get("seed", 0), seq_lens=seq_lens, sizes=opts.get("sizes"),
+                                      **({"size": opts["size"]} if "size" in opts else {}))
+    kind = name.split("-", 1)[1]
+    return make_synthetic(kind, size=opts.get("size", DEFAULT_SIZES[kind]), seed=opts.get("seed", 0),
+                          seq_lens=seq_lens, sizes=opts.get("sizes"))
+
+
+def _say(verbose: bool, text: str) -> None:
+    if verbose:
+        print(f"mplmm: {text}", file=sys.stderr)
+
+
+def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *, strict: bool = False,
+                 seq_lens: Optional[Sequence[int]] = None, standardize: Union[bool, str, Sequence[str]] = "auto",
+                 verbose: bool = True, **opts: Any) -> MultimodalDataset:
+    """Load a synthetic dataset by name or a file/folder in one of :data:`FORMATS`.
+
+    ``strict``: raise on non-finite features instead of zeroing them. ``seq_lens``: for synthetic data the generated
+    lengths, for files pad/truncate to them. ``standardize``: ``"auto"`` (utterance-level data whose max |x| > 50),
+    True, False or a list of modalities. Reader options (``opts``): ``metric_family``, ``allow_multilabel``;
+    IEMOCAP ``fold``, ``audio_len``, ``vision_len``, ``text_len``; synthetic ``size``, ``seed``, ``sizes``.
+    """
+    key = str(name_or_path)
+    if key in SYNTHETIC_NAMES and not Path(key).exists():
+        ds = _synthetic(key, seq_lens, opts)
+    else:
+        path = Path(name_or_path).expanduser()
+        if format == "auto":
+            fmt, path, reason, data = _detect(path)
+        elif format in FORMATS:
+            if not path.exists():
+                raise DataError(f"{path}: no such file or folder")
+            fmt, reason, data = format, "format given", None
+            if path.is_dir() and fmt != "iemocap_mmin":
+                exts = (".npz",) if fmt == "npz" else PICKLE_EXT
+                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
+                if len(found) != 1:
+                    raise DataError(f"{path}: expected one {'/'.join(exts)} file in the folder for format {fmt}, "
+                                    f"found {[p.name for p in found]}")
+                path = found[0]
+        else:
+            raise DataError(f"unknown format {format!r}; expected 'auto' or one of {list(FORMATS)}")
+        _say(verbose, f"reading {path} as {fmt} ({reason})")
+        if fmt == "iemocap_mmin":
+            ds = read_iemocap_mmin(path, strict=strict, **opts)
+        elif fmt == "npz":
+            ds = read_npz(path, strict=strict, **opts)
+        elif fmt == "mult_pickle":
+            ds = read_mult_pickle(path, strict=strict, data=data, **opts)
+        else:
+            ds = read_mmsa_pickle(path, strict=strict, data=data, **opts)
+        if seq_lens is not None:
+            _fit_seq_lens(ds, seq_lens)
+    note = _apply_standardize(ds, standardize)
+    if note:
+        ds.notes.append(note)
+        _say(verbose, f"{ds.name}: {note}")
+    return ds

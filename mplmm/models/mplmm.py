@@ -1,0 +1,183 @@
+"""MPLMM prompt model (Guo, Jin, Zhao, ACL 2024) on a frozen MulT backbone — vectorised over the batch.
+
+Parts (mplmm.md §5.2–5.4):
+
+* **Missing modality generation** — for a missing target ``t`` with available sources ``S``: per-source mappers
+  ``GELU(Conv1d_k1(D_s → d))`` on the raw source features, concatenated along time after the generative prompt
+  ``GP_t (P, d)``, then a temporal fuser ``GELU(Conv1d_k1(P + ΣL_s → L_t))`` mixes time steps; the missing-signal
+  prompt ``P_MS^t`` is added. Available modalities: ``proj_s(x_s) + P_NMS^s``.
+* **Missing-type prompts** — ``M_P[k] = Σ_x P_x^(k) m_x`` (``P_x^(k)`` = MS or NMS prompt by mode ``k``),
+  ``T = P_MT @ M_P[mode]`` gives ``P`` tokens of width ``2d`` per branch, appended to each memory transformer; the
+  readout is the output at the last prompt token.
+
+Fixes over the released code (see README "Fixes to the reference"):
+
+* ``prompt_init="lora"`` (default): signal prompts ``N(0, 0.02²)``, ``m_x ~ N(0, 1/L_x)``, ``P_MT ~ N(0, 1/d)`` so
+  the missing-type branch has a non-zero gradient from the first step; ``"zeros"`` reproduces the released code,
+  whose missing-type prompts get exactly zero gradient forever (bug B1).
+* ``gen_projection="conv"`` (default) passes generated modalities through a learnable 1×1 Conv1d(d → d), as the
+  paper's figure draws; ``"bypass"`` reproduces the released code (generated features skip any projection).
+* No Python loop over samples: each of the nine fusers runs once on the samples that need it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..constants import MODE_PRESENT
+from .base import MissingModalityModel, register
+from .mult import MulTBackbone, backbone_config, transfer_backbone
+
+MODS = "lav"
+#: for each target modality, the available-source combinations used by the fusers, in the reference's order
+FUSER_SOURCES: dict[str, tuple[str, ...]] = {"l": ("a", "v", "av"), "a": ("l", "v", "lv"), "v": ("a", "l", "al")}
+_IDX = {"l": 0, "a": 1, "v": 2}
+#: mode -> per-target tuple of source letters used to generate it ("" = present)
+_GEN_SOURCES: dict[int, dict[str, str]] = {}
+for _mode, _present in MODE_PRESENT.items():
+    _avail = "".join(m for m, p in zip(MODS, _present) if p)
+    _GEN_SOURCES[_mode] = {m: ("" if p else _avail) for m, p in zip(MODS, _present)}
+
+
+#: order in which source features are concatenated after the generative prompt (mplmm.md §5.3 step 2)
+CONCAT_ORDER: dict[str, str] = {"l": "av", "a": "lv", "v": "la"}
+
+
+class MLPLayer(nn.Module):
+    """``GELU(Conv1d(in, out, kernel_size=1))`` acting on ``(B, in, T)``."""
+
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim_in, dim_out, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.conv(x))
+
+
+@register("mplmm")
+class MPLMM(MissingModalityModel):
+    """MPLMM prompt model; ``load_pretrained_backbone`` copies and freezes a ``mult`` checkpoint."""
+
+    uses_pretrained_backbone = True
+
+    def __init__(self, dims, seq_lens, output_dim: int = 1, prompt_length: int = 16,
+                 prompt_init: str = "lora", gen_projection: str = "conv", **cfg) -> None:
+        bb = backbone_config(cfg)
+        if prompt_init not in ("lora", "zeros"):
+            raise ValueError(f"prompt_init must be 'lora' or 'zeros', got {prompt_init!r}")
+        if gen_projection not in ("conv", "bypass"):
+            raise ValueError(f"gen_projection must be 'conv' or 'bypass', got {gen_projection!r}")
+        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
+                         prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection, **bb)
+        d, P = bb["d"], prompt_length
+        self.d, self.P = d, P
+        self.seq = dict(zip(MODS, (int(t) for t in seq_lens)))
+        dim = dict(zip(MODS, (int(x) for x in dims)))
+        self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
+        # generative prompts (3, d, P), mappers and fusers
+        self.generative_prompt = nn.Parameter(torch.zeros(3, d, P))
+        self.mappers = nn.ModuleDict({f"{s}2{t}": MLPLayer(dim[s], d) for t in MODS for s in MODS if s != t})
+        self.fusers = nn.ModuleDict()
+        for t, combos in FUSER_SOURCES.items():
+            for src in combos:
+                self.fusers[f"{t}_{src}p"] = MLPLayer(P + sum(self.seq[s] for s in src), self.seq[t])
+        if gen_projection == "conv":
+            self.gen_proj = nn.ModuleDict({m: nn.Conv1d(d, d, kernel_size=1, bias=False) for m in MODS})
+        # missing-signal / non-missing-signal prompts (d, L_x), missing-type prompts and M_P factors
+        self.prompt_m = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
+        self.prompt_nm = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
+        self.missing_type_prompt = nn.Parameter(torch.zeros(3, P, d))
+        self.m = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.seq[m], 2 * d)) for m in MODS})
+        if prompt_init == "lora":
+            with torch.no_grad():
+                for m in MODS:
+                    self.prompt_m[m].normal_(0, 0.02)
+                    self.prompt_nm[m].normal_(0, 0.02)
+                    self.m[m].normal_(0, 1 / math.sqrt(self.seq[m]))
+                self.missing_type_prompt.normal_(0, 1 / math.sqrt(d))
+        present = torch.tensor([MODE_PRESENT[k] for k in range(7)], dtype=torch.bool)  # (7, 3)
+        self.register_buffer("present_table", present, persistent=False)
+
+    # -- MulT-style attribute access for interpretation code (proj_l, trans_l_mem, ...)
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("backbone"), name)
+
+    def load_pretrained_backbone(self, state_dict: dict, config: dict) -> dict:
+        """Copy a ``mult`` state dict (minus projections and output layer) and freeze it (mplmm.md §6)."""
+        return transfer_backbone(self, state_dict, config)
+
+    # -- prompts ---------------------------------------------------------------------------------------------------
+    def mode_matrices(self) -> torch.Tensor:
+        """``M_P`` for the seven modes, ``(7, d, 2d)``."""
+        terms = []
+        for i, m in enumerate(MODS):
+            a_miss = self.prompt_m[m] @ self.m[m]  # (d, 2d)
+            a_pres = self.prompt_nm[m] @ self.m[m]
+            flags = self.present_table[:, i].view(7, 1, 1)
+            terms.append(torch.where(flags, a_pres, a_miss))
+        return terms[0] + terms[1] + terms[2]
+
+    def missing_type_tokens(self, modes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per branch l, a, v: the ``P`` appended tokens ``(B, P, 2d)``."""
+        per_mode = torch.einsum("jpd,kde->kjpe", self.missing_type_prompt, self.mode_matrices())  # (7, 3, P, 2d)
+        tokens = per_mode[modes]  # (B, 3, P, 2d)
+        return tokens[:, 0], tokens[:, 1], tokens[:, 2]
+
+    # -- missing modality generation --------------------------------------------------------------------------------
+    def complete_inputs(self, text, audio, vision, modes, frame_masks: Optional[dict] = None):
+        """Inputs of the crossmodal transformers ``(B, L_x, d)`` for l, a, v: generated where missing."""
+        raw = {"l": text, "a": audio, "v": vision}
+        if frame_masks is not None:
+            for m, key in zip(MODS, ("text", "audio", "vision")):
+                if key in frame_masks:
+                    raw[m] = raw[m] * frame_masks[key].unsqueeze(-1).to(raw[m].dtype)
+        raw["l"] = F.dropout(raw["l"], self.backbone.embed_dropout, self.training)
+        present = self.present_table[modes]  # (B, 3)
+        out = {}
+        for i, t in enumerate(MODS):
+            proj = getattr(self.backbone, f"proj_{t}")
+            x = proj(raw[t].transpose(1, 2)) + self.prompt_nm[t]  # (B, d, L_t)
+            missing_idx = (~present[:, i]).nonzero().squeeze(1)
+            if missing_idx.numel():
+                gen = self._generate(t, raw, modes, missing_idx)
+                x = x.index_copy(0, missing_idx, gen)
+            out[t] = x.transpose(1, 2)
+        return out["l"], out["a"], out["v"]
+
+    def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Generated features ``(len(idx), d, L_t)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
+        d, P = self.d, self.P
+        sub_modes = modes[idx]
+        result = torch.empty(idx.numel(), d, self.seq[t], dtype=raw[t].dtype, device=raw[t].device)
+        for combo in FUSER_SOURCES[t]:
+            # modes in which t is generated from exactly these sources
+            ks = [k for k in range(7) if sorted(_GEN_SOURCES[k][t]) == sorted(combo)]
+            sel = torch.isin(sub_modes, torch.tensor(ks, device=modes.device)).nonzero().squeeze(1)
+            if not sel.numel():
+                continue
+            rows = idx[sel]
+            parts = [self.generative_prompt[_IDX[t]].unsqueeze(0).expand(rows.numel(), d, P)]
+            for s in (s for s in CONCAT_ORDER[t] if s in combo):
+                parts.append(self.mappers[f"{s}2{t}"](raw[s][rows].transpose(1, 2)))  # (n, d, L_s)
+            seq = torch.cat(parts, dim=2)  # (n, d, P + ΣL_s)
+            fused = self.fusers[f"{t}_{combo}p"](seq.transpose(1, 2)).transpose(1, 2)  # (n, d, L_t)
+            if self.config["gen_projection"] == "conv":
+                fused = self.gen_proj[t](fused)
+            result = result.index_copy(0, sel, fused + self.prompt_m[t])
+        return result
+
+    def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):
+        xl, xa, xv = self.complete_inputs(text, audio, vision, modes, frame_masks)
+        tokens = self.missing_type_tokens(modes)
+        enc = self.backbone.encode(xl, xa, xv, extra_tokens=tokens, need_weights=need_weights)
+        if need_weights:
+            h, attn = enc
+            return self.backbone.head(h), attn
+        return self.backbone.head(enc)

@@ -1,0 +1,158 @@
+"""MulT backbone (Tsai et al., ACL 2019) as used by MPLMM (mplmm.md §5.1).
+
+1×1 temporal conv projections (bias-free) → six crossmodal transformers (l←a, l←v, a←l, a←v, v←l, v←a) → three
+self-attention memory transformers on the concatenated crossmodal outputs → last-step readout → residual head.
+The plain ``mult`` model reads every modality: it is the pre-training model on complete data (like the reference,
+it ignores ``modes``; use ``mult_zero`` for a baseline under missingness).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import MissingModalityModel, register
+from .transformer import TransformerEncoder
+
+#: pretrained keys that are re-initialised on transfer (as in MPLMM's ``transfer_model``)
+TRANSFER_EXCLUDE: tuple[str, ...] = tuple(f"backbone.{k}" for k in (
+    "proj_l.weight", "proj_a.weight", "proj_v.weight", "out_layer.weight", "out_layer.bias"))
+#: crossmodal transformers as (module name, target, source)
+CROSSMODAL = (("trans_l_with_a", "l", "a"), ("trans_l_with_v", "l", "v"), ("trans_a_with_l", "a", "l"),
+              ("trans_a_with_v", "a", "v"), ("trans_v_with_l", "v", "l"), ("trans_v_with_a", "v", "a"))
+
+BACKBONE_DEFAULTS = dict(d=30, num_heads=5, layers=5, attn_dropout=0.1, attn_dropout_a=0.1, attn_dropout_v=0.1,
+                         relu_dropout=0.1, res_dropout=0.1, embed_dropout=0.25, out_dropout=0.1, attn_mask=True)
+#: config keys that must agree between a pretrained backbone and the model it is transferred into
+BACKBONE_KEYS = ("d", "num_heads", "layers")
+
+
+class MulTBackbone(nn.Module):
+    """Projections, crossmodal and memory transformers and the residual head (shared by mult, mplmm, dcp, ...)."""
+
+    def __init__(self, dims: tuple[int, int, int], output_dim: int, d: int = 30, num_heads: int = 5,
+                 layers: int = 5, attn_dropout: float = 0.1, attn_dropout_a: float = 0.1,
+                 attn_dropout_v: float = 0.1, relu_dropout: float = 0.1, res_dropout: float = 0.1,
+                 embed_dropout: float = 0.25, out_dropout: float = 0.1, attn_mask: bool = True) -> None:
+        super().__init__()
+        if d % num_heads or (2 * d) % num_heads:
+            raise ValueError(f"d={d} and 2d={2 * d} must both be divisible by num_heads={num_heads}")
+        self.d, self.embed_dropout, self.out_dropout = d, embed_dropout, out_dropout
+        d_l, d_a, d_v = dims
+        self.proj_l = nn.Conv1d(d_l, d, kernel_size=1, bias=False)
+        self.proj_a = nn.Conv1d(d_a, d, kernel_size=1, bias=False)
+        self.proj_v = nn.Conv1d(d_v, d, kernel_size=1, bias=False)
+        # attention dropout is chosen by the SOURCE modality (mplmm.md §5.1 item 3)
+        src_dropout = {"l": attn_dropout, "a": attn_dropout_a, "v": attn_dropout_v}
+        common = dict(num_heads=num_heads, layers=layers, relu_dropout=relu_dropout, res_dropout=res_dropout,
+                      embed_dropout=embed_dropout, attn_mask=attn_mask)
+        for name, _tgt, src in CROSSMODAL:
+            self.add_module(name, TransformerEncoder(d, attn_dropout=src_dropout[src], **common))
+        for m in "lav":
+            # MulT asks for 3 layers but max(layers, 3) is used: the memory depth equals ``layers`` when >= 3
+            mem = dict(common, layers=max(layers, 3))
+            self.add_module(f"trans_{m}_mem", TransformerEncoder(2 * d, attn_dropout=attn_dropout, **mem))
+        combined = 6 * d
+        self.proj1 = nn.Linear(combined, combined)
+        self.proj2 = nn.Linear(combined, combined)
+        self.out_layer = nn.Linear(combined, output_dim)
+
+    def project(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor):
+        """Text embedding dropout + 1×1 conv projections; returns ``(B, T_x, d)`` for l, a, v."""
+        text = F.dropout(text, self.embed_dropout, self.training)
+        return tuple(p(x.transpose(1, 2)).transpose(1, 2)
+                     for p, x in ((self.proj_l, text), (self.proj_a, audio), (self.proj_v, vision)))
+
+    def crossmodal(self, xl: torch.Tensor, xa: torch.Tensor, xv: torch.Tensor, need_weights: bool = False):
+        """Six crossmodal transformers; returns ``{l,a,v: (B, T_x, 2d)}`` and the attention weights (if asked)."""
+        x = {"l": xl, "a": xa, "v": xv}
+        out, attn = {}, {}
+        for name, tgt, src in CROSSMODAL:
+            out[name], attn[name] = getattr(self, name)(x[tgt], x[src], need_weights=need_weights)
+        h = {m: torch.cat([out[f"trans_{m}_with_{s}"] for s in "lav" if s != m], dim=-1) for m in "lav"}
+        return h, attn
+
+    def memory(self, h: dict, extra_tokens: Optional[tuple] = None, need_weights: bool = False):
+        """Memory transformers (optionally with appended tokens ``(B, P, 2d)`` per branch); last-step readout."""
+        reads, attn = [], {}
+        for i, m in enumerate("lav"):
+            seq = h[m] if extra_tokens is None else torch.cat([h[m], extra_tokens[i]], dim=1)
+            y, attn[f"trans_{m}_mem"] = getattr(self, f"trans_{m}_mem")(
+                seq, need_weights=need_weights, last_only=not need_weights)
+            reads.append(y[:, -1])
+        return torch.cat(reads, dim=-1), attn
+
+    def encode(self, xl, xa, xv, extra_tokens: Optional[tuple] = None, need_weights: bool = False):
+        """Crossmodal + memory transformers → ``(B, 6d)``; with ``need_weights`` also a dict of weights."""
+        h, a1 = self.crossmodal(xl, xa, xv, need_weights)
+        out, a2 = self.memory(h, extra_tokens, need_weights)
+        return (out, {**a1, **a2}) if need_weights else out
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Residual head ``out(proj2(drop(relu(proj1(h)))) + h)``."""
+        y = self.proj2(F.dropout(F.relu(self.proj1(h)), self.out_dropout, self.training)) + h
+        return self.out_layer(y)
+
+
+def backbone_config(cfg: dict) -> dict:
+    """The MulT backbone keyword arguments found in ``cfg`` (defaults filled in)."""
+    return {k: cfg.get(k, v) for k, v in BACKBONE_DEFAULTS.items()}
+
+
+def transfer_backbone(model: nn.Module, state_dict: dict, pretrained_config: dict,
+                      exclude: tuple[str, ...] = TRANSFER_EXCLUDE, freeze: bool = True) -> dict:
+    """Copy a pretrained MulT state dict into ``model`` (keys present in both, minus ``exclude``) and freeze them.
+
+    Raises ``ValueError`` naming the key when the backbone sizes differ. Returns ``{"copied", "skipped"}``.
+    """
+    mine = getattr(model, "config", {})
+    for k in BACKBONE_KEYS:
+        if k in pretrained_config and k in mine and pretrained_config[k] != mine[k]:
+            raise ValueError(f"pretrained backbone has {k}={pretrained_config[k]} but the model has {k}={mine[k]}; "
+                             f"prompt tuning needs the same backbone sizes")
+    own = dict(model.named_parameters())
+    own_state = model.state_dict()
+    copied, skipped = [], []
+    with torch.no_grad():
+        for key, value in state_dict.items():
+            if key in exclude or key not in own_state:
+                skipped.append(key)
+                continue
+            if own_state[key].shape != value.shape:
+                raise ValueError(f"pretrained key {key!r} has shape {tuple(value.shape)}, "
+                                 f"model expects {tuple(own_state[key].shape)}")
+            own_state[key].copy_(value)
+            copied.append(key)
+            if freeze and key in own:
+                own[key].requires_grad_(False)
+    if not copied:
+        raise ValueError("no pretrained key matches the model: is this a MulT checkpoint?")
+    return {"copied": copied, "skipped": skipped}
+
+
+@register("mult")
+class MulT(MissingModalityModel):
+    """Plain MulT on complete data (pre-training model). ``modes`` are ignored, as in the reference."""
+
+    def __init__(self, dims, seq_lens, output_dim: int = 1, **cfg) -> None:
+        bb = backbone_config(cfg)
+        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim, **bb)
+        self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
+
+    # The backbone's submodules are exposed under MulT's original names (proj_l, trans_l_with_a, ...)
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            backbone = super().__getattr__("backbone")
+            return getattr(backbone, name)
+
+    def forward(self, text, audio, vision, modes=None, frame_masks=None, need_weights: bool = False):
+        xl, xa, xv = self.backbone.project(text, audio, vision)
+        enc = self.backbone.encode(xl, xa, xv, need_weights=need_weights)
+        if need_weights:
+            h, attn = enc
+            return self.backbone.head(h), attn
+        return self.backbone.head(enc)

@@ -1,0 +1,199 @@
+"""MulT's transformer encoder, batch-first, on ``scaled_dot_product_attention``.
+
+Semantics follow MulT / MPLMM ``modules/*`` exactly (mplmm.md §5.1):
+
+* input scaled by ``sqrt(embed_dim)``; sinusoidal positions (sin|cos halves, positions start at 1) derived from
+  **channel 0 of the unscaled input**: a step whose channel 0 is exactly 0 counts as padding and gets a zero position
+  vector, and later positions count only non-padding steps (fairseq ``make_positions``);
+* pre-LayerNorm layers; the **same** LayerNorm normalises query, key and value;
+* MulT's offset causal mask hides key ``j`` from query ``i`` when ``j > i + |L_k - L_q|``;
+* a final LayerNorm after the stack.
+
+Attention weights are only materialised when ``need_weights=True`` (for attention maps); the normal path is one SDPA
+call per layer.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@lru_cache(maxsize=64)
+def _offset_mask_cpu(len_q: int, len_k: int) -> Optional[torch.Tensor]:
+    """Boolean mask (True = may attend) of MulT's ``buffered_future_mask``; None when nothing is masked."""
+    i = torch.arange(len_q).unsqueeze(1)
+    j = torch.arange(len_k).unsqueeze(0)
+    allowed = j <= i + abs(len_k - len_q)
+    if bool(allowed.all()):
+        return None
+    return allowed
+
+
+def offset_causal_mask(len_q: int, len_k: int, device: torch.device | str = "cpu") -> Optional[torch.Tensor]:
+    """MulT's mask as a boolean ``(len_q, len_k)`` tensor (True = attend), or None if no position is hidden."""
+    mask = _offset_mask_cpu(int(len_q), int(len_k))
+    return None if mask is None else mask.to(device)
+
+
+@lru_cache(maxsize=16)
+def _sinusoid_freqs(dim: int) -> torch.Tensor:
+    half = dim // 2
+    scale = math.log(10000) / (half - 1)
+    return torch.exp(torch.arange(half, dtype=torch.float32) * -scale)
+
+
+def sinusoidal_positions(x_in: torch.Tensor, dim: int) -> torch.Tensor:
+    """Positional embedding ``(B, T, dim)`` of MulT for input ``x_in (B, T, C)`` (padding = channel 0 == 0)."""
+    nonpad = x_in[..., 0].ne(0)
+    positions = torch.cumsum(nonpad, dim=1) * nonpad  # (B, T), 0 for padding
+    freqs = _sinusoid_freqs(dim).to(x_in.device)
+    angles = positions.to(torch.float32).unsqueeze(-1) * freqs  # (B, T, half)
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if dim % 2 == 1:
+        emb = F.pad(emb, (0, 1))
+    emb = emb * nonpad.unsqueeze(-1)  # padding rows are exactly zero
+    return emb.to(x_in.dtype)
+
+
+class MultiheadAttention(nn.Module):
+    """fairseq-style MHA with a packed ``in_proj`` (xavier-uniform, zero bias) and ``out_proj``."""
+
+    def __init__(self, embed_dim: int, num_heads: int, attn_dropout: float = 0.0) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.attn_dropout = embed_dim, num_heads, attn_dropout
+        self.head_dim = embed_dim // num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: Optional[torch.Tensor] = None,
+        value: Optional[torch.Tensor] = None,
+        attn_mask: Optional[torch.Tensor] = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``query (B, Lq, E)``; ``key``/``value`` ``(B, Lk, E)`` (None: self-attention; value None: = key).
+
+        Returns the output and, when ``need_weights``, the per-head weights ``(B, H, Lq, Lk)``.
+        """
+        e = self.embed_dim
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if key is None:
+            q, k, v = F.linear(query, w, b).chunk(3, dim=-1)
+        elif value is None or value is key:
+            q = F.linear(query, w[:e], b[:e])
+            k, v = F.linear(key, w[e:], b[e:]).chunk(2, dim=-1)
+        else:
+            q = F.linear(query, w[:e], b[:e])
+            k = F.linear(key, w[e:2 * e], b[e:2 * e])
+            v = F.linear(value, w[2 * e:], b[2 * e:])
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        dropout = self.attn_dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            out = F.dropout(weights, dropout, self.training) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        b, _, lq, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, lq, e)
+        return self.out_proj(out), weights
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Pre-LN layer: ``x + Drop(MHA(LN0(x), LN0(x_k)))`` then ``x + Drop(fc2(Drop(relu(fc1(LN1(x))))))``."""
+
+    def __init__(self, embed_dim: int, num_heads: int, attn_dropout: float, relu_dropout: float,
+                 res_dropout: float, attn_mask: bool) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(embed_dim, num_heads, attn_dropout)
+        self.attn_mask = attn_mask
+        self.relu_dropout, self.res_dropout = relu_dropout, res_dropout
+        self.fc1 = nn.Linear(embed_dim, 4 * embed_dim)
+        self.fc2 = nn.Linear(4 * embed_dim, embed_dim)
+        for fc in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.zeros_(fc.bias)
+        self.layer_norms = nn.ModuleList([nn.LayerNorm(embed_dim) for _ in range(2)])
+
+    def forward(self, x: torch.Tensor, x_k: Optional[torch.Tensor] = None, x_v: Optional[torch.Tensor] = None,
+                need_weights: bool = False, last_only: bool = False):
+        """One layer. ``last_only`` (self-attention) computes only the last query row, exactly: MulT's mask never
+        hides a key from the last query, and later positions do not feed back into earlier ones."""
+        len_k = x.shape[1] if x_k is None else x_k.shape[1]
+        ln0 = self.layer_norms[0]
+        if last_only and x_k is None:
+            kv = ln0(x)
+            x = x[:, -1:]
+            h, w = self.self_attn(kv[:, -1:], kv, kv, None, need_weights)
+        else:
+            mask = offset_causal_mask(x.shape[1], len_k, x.device) if self.attn_mask else None
+            k = None if x_k is None else ln0(x_k)
+            v = k if x_v is None or x_v is x_k else ln0(x_v)
+            h, w = self.self_attn(ln0(x), k, v, mask, need_weights)
+        x = x + F.dropout(h, self.res_dropout, self.training)
+        h = F.relu(self.fc1(self.layer_norms[1](x)))
+        h = self.fc2(F.dropout(h, self.relu_dropout, self.training))
+        x = x + F.dropout(h, self.res_dropout, self.training)
+        return x, w
+
+
+class TransformerEncoder(nn.Module):
+    """MulT ``TransformerEncoder``: self-attention when ``x_k`` is None, crossmodal attention otherwise."""
+
+    def __init__(self, embed_dim: int, num_heads: int, layers: int, attn_dropout: float = 0.0,
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0, embed_dropout: float = 0.0,
+                 attn_mask: bool = True) -> None:
+        super().__init__()
+        self.embed_dim, self.embed_dropout = embed_dim, embed_dropout
+        self.embed_scale = math.sqrt(embed_dim)
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout, attn_mask)
+            for _ in range(layers)
+        )
+        self.layer_norm = nn.LayerNorm(embed_dim)
+
+    def _embed(self, x_in: torch.Tensor) -> torch.Tensor:
+        x = self.embed_scale * x_in + sinusoidal_positions(x_in, self.embed_dim)
+        return F.dropout(x, self.embed_dropout, self.training)
+
+    def forward(self, x_in: torch.Tensor, x_in_k: Optional[torch.Tensor] = None,
+                need_weights: bool = False, last_only: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``x_in (B, Lq, E)``, ``x_in_k (B, Lk, E)``; returns the output and per-layer weights (if asked).
+
+        ``last_only`` (self-attention only) returns just the last position ``(B, 1, E)``, computing the last layer for
+        that one query: the readout of MulT's memory transformers needs nothing else.
+        """
+        x = self._embed(x_in)
+        x_k = x_v = None
+        if x_in_k is not None:
+            # MulT drops key and value inputs with independent masks; identical (one tensor) when not training
+            independent = self.training and self.embed_dropout > 0
+            x_k = self._embed(x_in_k)
+            x_v = self._embed(x_in_k) if independent else x_k
+        weights = []
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            x, w = layer(x, x_k, x_v, need_weights, last_only=last_only and i == n - 1)
+            if need_weights:
+                weights.append(w)
+        return self.layer_norm(x), weights
