@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine:  make demo  (main job)  and  make test  (tests).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.mplmm-installed
+GRID    ?= papermill_runs/grids/demo.yaml
+# one process on a 2-core machine: let torch use both cores, but never oversubscribe
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+export PYTHONHASHSEED := 0
+
+.PHONY: install demo test test-fast test-notebooks test-browser lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m ipykernel install --sys-prefix --name mplmm --display-name "Python (mplmm)" \
+	    --env PLOTLY_RENDERER plotly_mimetype+notebook --env TQDM_DISABLE 1 --env PYTHONHASHSEED 0 >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m mplmm batch $(GRID)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not notebook and not slow and not browser"
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name mplmm notebooks/
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py
+
+clean:
+	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache

@@ -1,0 +1,6 @@
+"""``python -m mplmm`` → :func:`mplmm.cli.main`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

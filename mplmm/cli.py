@@ -1,0 +1,321 @@
+"""Command line: ``python -m mplmm {train,evaluate,curve,synth,params,batch,models}``.
+
+``train`` mirrors the reference ``main.py`` flags (``--dataset --data_path --pretrained_model --drop_rate --name`` and
+the hyper-parameters) and adds ``--test_rate``, ``--seed``, ``--device``, ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .utils import write_json
+
+#: reference dataset names → synthetic stand-ins when no --data_path is given
+SYNTHETIC_FOR = {"mosi": "synthetic-mosi", "mosei": "synthetic-mosei", "sims": "synthetic-sims",
+                 "iemocap": "synthetic-iemocap", "synthetic": "synthetic"}
+BACKBONE_FLAGS = ("proj_dim", "num_heads", "nlevels", "attn_dropout", "attn_dropout_a", "attn_dropout_v",
+                  "relu_dropout", "res_dropout", "embed_dropout", "out_dropout")
+
+
+def _dataset(args) -> "MultimodalDataset":  # noqa: F821
+    from .data import load_dataset
+
+    opts = {}
+    if getattr(args, "size", None) is not None:
+        opts["size"] = args.size
+    seq = tuple(args.seq_lens) if getattr(args, "seq_lens", None) else None
+    source = args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
+    return load_dataset(source, seq_lens=seq, **opts)
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic",
+                   help="dataset name: synthetic (default, embedded), mosi, mosei, sims, iemocap; without "
+                        "--data_path the named synthetic stand-in is used")
+    p.add_argument("--data_path", default=None,
+                   help="file or folder in any supported format (MulT/MMSA pickle, .npz, MMIN IEMOCAP folder)")
+    p.add_argument("--size", type=float, default=None, help="synthetic data only: split-size scale factor")
+    p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
+                   help="pad/truncate (files) or generate (synthetic) these sequence lengths")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+
+
+def _model_config(args) -> dict:
+    cfg = {}
+    mapping = {"proj_dim": "d", "nlevels": "layers"}
+    for flag in BACKBONE_FLAGS:
+        value = getattr(args, flag)
+        if value is not None:
+            cfg[mapping.get(flag, flag)] = value
+    if args.model == "mplmm":
+        if args.prompt_length is not None:
+            cfg["prompt_length"] = args.prompt_length
+        if args.prompt_init is not None:
+            cfg["prompt_init"] = args.prompt_init
+        if args.gen_projection is not None:
+            cfg["gen_projection"] = args.gen_projection
+    if args.no_attn_mask:
+        cfg["attn_mask"] = False
+    for item in args.model_arg or []:
+        key, _, raw = item.partition("=")
+        try:
+            cfg[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            cfg[key] = raw
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    if args.model is None:
+        args.model = "mplmm" if args.pretrained_model else "mult"
+    if args.prompt_dim is not None and args.proj_dim is not None and args.prompt_dim != args.proj_dim:
+        raise SystemExit("error: --prompt_dim must equal --proj_dim (generated features enter d-dim transformers)")
+    ds = _dataset(args)
+    out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
+    cfg = TrainConfig(model=args.model, model_config=_model_config(args), epochs=args.num_epochs,
+                      batch_size=args.batch_size, lr=args.lr, optim=args.optim, clip=args.clip, when=args.when,
+                      early_stopping=args.early_stopping, protocol=args.protocol, train_rate=args.drop_rate,
+                      test_rate=args.test_rate, seed=args.seed, eval_seed=args.eval_seed, device=args.device,
+                      amp=args.amp, pretrained=args.pretrained_model, select_metric=args.select,
+                      progress=not args.quiet)
+    result = train(cfg, ds, out, resume=not args.restart)
+    m = result.metrics
+    print(f"best epoch {m['best_epoch']} of {m['epochs_run']}; parameters {m['parameters']}")
+    print("test  " + "  ".join(f"{k}={v:.4f}" for k, v in m["test"].items()))
+    print(f"wrote {out}/best.pt, {out}/metrics.json, {out}/history.csv")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_model
+    from .evaluate import evaluate_model
+    from .missing import MissingSpec
+
+    model, ckpt = load_model(args.checkpoint)
+    ds = _dataset(args)
+    spec = MissingSpec(args.protocol, args.test_rate, args.eval_seed, args.mode)
+    res = evaluate_model(model, ds, spec, args.split, args.device)
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in res.items()}, indent=2))
+    if args.out:
+        write_json(args.out, {"checkpoint": args.checkpoint, "spec": spec.to_dict(), "split": args.split, **res})
+    return 0
+
+
+def cmd_curve(args) -> int:
+    from .checkpoint import load_model
+    from .evaluate import area_under_curve, per_mode_table, robustness_curve
+    from .metrics import primary_metric
+
+    model, ckpt = load_model(args.checkpoint)
+    ds = _dataset(args)
+    curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
+                             progress=not args.quiet)
+    modes = per_mode_table(model, ds, args.split, args.device)
+    key = primary_metric(ds.metric_family)
+    out = Path(args.out or Path(args.checkpoint).parent / "curve")
+    out.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(out / "curve.csv", index=False)
+    modes.to_csv(out / "per_mode.csv", index=False)
+    write_json(out / "curve.json", {"checkpoint": args.checkpoint, "metric": key,
+                                    "auc": area_under_curve(curve, key), "curve": curve.to_dict("records"),
+                                    "per_mode": modes.to_dict("records")})
+    print(curve.groupby("rate")[[key, "MAE" if "MAE" in curve else key]].mean().round(4).to_string())
+    print(f"area under {key} curve: {area_under_curve(curve, key):.4f}")
+    print(modes[["mode", "mode_name", key]].round(4).to_string(index=False))
+    print(f"wrote {out}/curve.csv, per_mode.csv, curve.json")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .data import make_synthetic, save_dataset
+
+    ds = make_synthetic(args.kind, size=args.size, seed=args.seed,
+                        seq_lens=tuple(args.seq_lens) if args.seq_lens else None)
+    path = save_dataset(ds, args.out, args.format)
+    print(f"wrote {path} ({args.format}): {json.dumps(ds.summary()['sizes'])}, dims {ds.dims}, "
+          f"seq_lens {ds.seq_lens}")
+    return 0
+
+
+def cmd_params(args) -> int:
+    from .models import create_model
+
+    ds = _dataset(args)
+    model = create_model(args.model, dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
+                         **_model_config(args))
+    if args.pretrained_model:
+        from .checkpoint import read_checkpoint
+
+        ck = read_checkpoint(args.pretrained_model)
+        model.load_pretrained_backbone(ck["state_dict"], ck["model_config"])
+    elif model.uses_pretrained_backbone:
+        # freeze exactly what a transfer would freeze, using a fresh backbone of the same sizes
+        from .models import create_model as _cm
+
+        src = _cm("mult", dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
+                  **{k: v for k, v in model.config.items() if k in ("d", "num_heads", "layers")})
+        model.load_pretrained_backbone(src.state_dict(), src.config)
+    counts = model.parameter_counts()
+    print(f"{args.model} on {ds.name} dims {ds.dims} seq_lens {ds.seq_lens}: "
+          f"total {counts['total']:,}  trainable {counts['trainable']:,}  frozen {counts['frozen']:,}")
+    if args.verbose:
+        for name, n in model.trainable_parameters():
+            print(f"  {name:60s} {n:>10,}")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_grid
+
+    index = run_grid(args.grid, jobs=args.jobs, force=args.force, no_input=args.no_input, only=args.only)
+    print(f"index: {index}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import available_models, model_class
+
+    for name in available_models():
+        doc = (model_class(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:14s} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mplmm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="pre-train (complete data) or prompt-tune (from --pretrained_model)")
+    _add_data_flags(t)
+    t.add_argument("--model", default=None, help="registered model (python -m mplmm models); default: mult, "
+                   "or mplmm when --pretrained_model is given")
+    t.add_argument("--pretrained_model", default=None, help="best.pt of a 'mult' run: prompt-tune from it "
+                   "(backbone frozen; projections and head re-initialised)")
+    t.add_argument("--drop_rate", type=float, default=0.0,
+                   help="training missing rate: share of samples with >=1 missing modality (0 for pre-training; "
+                        "the reference README uses 0.7 for prompt tuning)")
+    t.add_argument("--test_rate", type=float, default=None,
+                   help="missing rate of the fixed valid/test masks (default: same as --drop_rate)")
+    t.add_argument("--protocol", default="modality", choices=("modality", "entry", "frame"),
+                   help="missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR)")
+    t.add_argument("--name", default=None, help="run name (folder under runs/ unless --out is given)")
+    t.add_argument("--out", default=None, help="output folder (best.pt, last.pt, metrics.json, history.csv)")
+    t.add_argument("--seed", type=int, default=666, help="training seed (reference default 666)")
+    t.add_argument("--eval_seed", type=int, default=0, help="seed of the fixed evaluation masks (shared by "
+                   "all methods)")
+    t.add_argument("--num_epochs", type=int, default=40, help="epochs (reference default 40)")
+    t.add_argument("--batch_size", type=int, default=64, help="batch size (reference default 64)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (reference default 1e-3)")
+    t.add_argument("--optim", default="Adam", help="torch.optim class name (reference default Adam)")
+    t.add_argument("--clip", type=float, default=0.8, help="gradient-norm clip (reference default 0.8)")
+    t.add_argument("--when", type=int, default=10, help="ReduceLROnPlateau patience in epochs (default 10)")
+    t.add_argument("--early_stopping", type=int, default=None, help="stop after N epochs without validation "
+                   "improvement (default: off)")
+    t.add_argument("--select", default="loss", help="selection criterion on validation: loss (default) or a "
+                   "metric name such as Non0_acc_2")
+    for flag, typ, help_ in (("proj_dim", int, "transformer width d (default 30)"),
+                             ("num_heads", int, "attention heads (default 5)"),
+                             ("nlevels", int, "layers per transformer (default 5)"),
+                             ("attn_dropout", float, "attention dropout, text source / memory (default 0.1)"),
+                             ("attn_dropout_a", float, "attention dropout, audio source (default 0.1)"),
+                             ("attn_dropout_v", float, "attention dropout, vision source (default 0.1)"),
+                             ("relu_dropout", float, "feed-forward dropout (default 0.1)"),
+                             ("res_dropout", float, "residual dropout (default 0.1)"),
+                             ("embed_dropout", float, "embedding dropout (default 0.25)"),
+                             ("out_dropout", float, "head dropout (default 0.1)")):
+        t.add_argument(f"--{flag}", type=typ, default=None, help=help_)
+    t.add_argument("--prompt_dim", type=int, default=None, help="must equal --proj_dim (kept for compatibility)")
+    t.add_argument("--prompt_length", type=int, default=None, help="MPLMM prompt length P (default 16)")
+    t.add_argument("--prompt_init", choices=("lora", "zeros"), default=None,
+                   help="MPLMM prompt initialisation: lora (default; missing-type prompts learn) or zeros (the "
+                        "released code: missing-type prompts stay zero)")
+    t.add_argument("--gen_projection", choices=("conv", "bypass"), default=None,
+                   help="generated modalities through a learnable Conv1d as in the paper figure (conv, default) "
+                        "or bypassing it as the released code (bypass)")
+    t.add_argument("--no_attn_mask", action="store_true", help="disable MulT's offset causal attention mask")
+    t.add_argument("--model_arg", action="append", metavar="KEY=VALUE",
+                   help="extra model keyword argument (JSON value), repeatable")
+    t.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    def add_eval_flags(p):
+        _add_data_flags(p)
+        p.add_argument("checkpoint", help="best.pt written by train")
+        p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split (default test)")
+        p.add_argument("--protocol", default="modality", choices=("modality", "entry", "frame"), help="protocol")
+        p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
+        p.add_argument("--out", default=None, help="where to write results")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint at one test missing rate or mode")
+    add_eval_flags(e)
+    e.add_argument("--test_rate", type=float, default=0.0, help="missing rate of the fixed masks (default 0)")
+    e.add_argument("--mode", type=int, default=None, choices=range(7), help="force one missing mode 0..6")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("curve", help="metrics over missing rates 0.0-1.0 and per missing mode -> CSV/JSON")
+    add_eval_flags(c)
+    c.add_argument("--rates", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)],
+                   help="test missing rates (default 0.0 0.1 ... 1.0)")
+    c.add_argument("--mask_seeds", type=int, nargs="+", default=[0, 1, 2], help="mask seeds (default 0 1 2)")
+    c.set_defaults(func=cmd_curve)
+
+    s = sub.add_parser("synth", help="write a synthetic dataset in a chosen format")
+    s.add_argument("--kind", default="mosi", choices=("mosi", "mosei", "sims", "iemocap"), help="shape to mimic")
+    s.add_argument("--size", type=float, default=0.1, help="split-size scale factor (default 0.1)")
+    s.add_argument("--seed", type=int, default=0, help="generator seed")
+    s.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
+                   help="sequence lengths (default: the real dataset's)")
+    s.add_argument("--format", default="npz", choices=("npz", "mult_pickle", "mmsa_pickle", "iemocap_mmin"),
+                   help="output format (default npz)")
+    s.add_argument("--out", required=True, help="output file (folder for iemocap_mmin)")
+    s.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("params", help="trainable / frozen parameter counts of a model on a dataset")
+    _add_data_flags(p)
+    p.add_argument("--model", default="mplmm", help="registered model name")
+    p.add_argument("--pretrained_model", default=None, help="freeze as after transfer from this checkpoint")
+    p.add_argument("--verbose", action="store_true", help="list every trainable tensor")
+    for flag in BACKBONE_FLAGS:
+        p.add_argument(f"--{flag}", type=float if "dropout" in flag else int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--prompt_length", type=int, default=None, help="MPLMM prompt length P")
+    p.add_argument("--prompt_init", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--gen_projection", choices=("conv", "bypass"), default=None,
+                   help="conv (default) or bypass (the released code's count)")
+    p.add_argument("--no_attn_mask", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model_arg", action="append", metavar="KEY=VALUE", help="extra model keyword argument")
+    p.set_defaults(func=cmd_params)
+
+    b = sub.add_parser("batch", help="run a papermill grid (papermill_runs/grids/*.yaml)")
+    b.add_argument("grid", help="grid YAML file")
+    b.add_argument("--jobs", type=int, default=1, help="parallel runs within a stage (default 1)")
+    b.add_argument("--force", action="store_true", help="re-run finished runs")
+    b.add_argument("--no-input", dest="no_input", action="store_true", help="hide code in the HTML reports")
+    b.add_argument("--only", default=None, help="run only this stage (earlier stages must have finished)")
+    b.set_defaults(func=cmd_batch)
+
+    m = sub.add_parser("models", help="list registered models")
+    m.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; user errors (bad data, bad checkpoint, bad config) print one line and exit 2."""
+    from .checkpoint import CheckpointError
+    from .data.schema import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, KeyError, ValueError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
