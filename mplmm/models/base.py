@@ -70,6 +70,17 @@ class MissingModalityModel(nn.Module):
         super().__init__()
         self.config: dict = dict(config)
 
+    def train(self, mode: bool = True) -> "MissingModalityModel":
+        """Set training mode; submodules whose parameters are ALL frozen stay in inference mode (no dropout inside
+        a frozen backbone) unless the config says ``frozen_dropout=True`` (the reference keeps it active)."""
+        super().train(mode)
+        if mode and not self.config.get("frozen_dropout", False):
+            for module in self.modules():
+                params = list(module.parameters())
+                if module is not self and params and not any(p.requires_grad for p in params):
+                    module.train(False)
+        return self
+
     def forward(self, text, audio, vision, modes, frame_masks=None):  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..constants import MODE_PRESENT
 from .base import MissingModalityModel, register
-from .mult import MulTBackbone, backbone_config, transfer_backbone
+from .mult import MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
 
 MODS = "lav"
 #: for each target modality, the available-source combinations used by the fusers, in the reference's order
@@ -57,6 +57,10 @@ class MLPLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.conv(x))
 
+    def time_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The same layer on ``(B, T, in)`` → ``(B, T, out)`` (a linear map over the last axis)."""
+        return F.gelu(conv1x1_time_last(self.conv, x))
+
 
 @register("mplmm")
 class MPLMM(MissingModalityModel):
@@ -65,14 +69,16 @@ class MPLMM(MissingModalityModel):
     uses_pretrained_backbone = True
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, prompt_length: int = 16,
-                 prompt_init: str = "lora", gen_projection: str = "conv", **cfg) -> None:
+                 prompt_init: str = "lora", gen_projection: str = "conv", frozen_dropout: bool = False,
+                 **cfg) -> None:
         bb = backbone_config(cfg)
         if prompt_init not in ("lora", "zeros"):
             raise ValueError(f"prompt_init must be 'lora' or 'zeros', got {prompt_init!r}")
         if gen_projection not in ("conv", "bypass"):
             raise ValueError(f"gen_projection must be 'conv' or 'bypass', got {gen_projection!r}")
         super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
-                         prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection, **bb)
+                         prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection,
+                         frozen_dropout=frozen_dropout, **bb)
         d, P = bb["d"], prompt_length
         self.d, self.P = d, P
         self.seq = dict(zip(MODS, (int(t) for t in seq_lens)))
@@ -143,19 +149,19 @@ class MPLMM(MissingModalityModel):
         out = {}
         for i, t in enumerate(MODS):
             proj = getattr(self.backbone, f"proj_{t}")
-            x = proj(raw[t].transpose(1, 2)) + self.prompt_nm[t]  # (B, d, L_t)
+            x = conv1x1_time_last(proj, raw[t]) + self.prompt_nm[t].T  # (B, L_t, d)
             missing_idx = (~present[:, i]).nonzero().squeeze(1)
             if missing_idx.numel():
                 gen = self._generate(t, raw, modes, missing_idx)
                 x = x.index_copy(0, missing_idx, gen)
-            out[t] = x.transpose(1, 2)
+            out[t] = x
         return out["l"], out["a"], out["v"]
 
     def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Generated features ``(len(idx), d, L_t)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
+        """Generated features ``(len(idx), L_t, d)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
         d, P = self.d, self.P
         sub_modes = modes[idx]
-        result = torch.empty(idx.numel(), d, self.seq[t], dtype=raw[t].dtype, device=raw[t].device)
+        result = torch.empty(idx.numel(), self.seq[t], d, dtype=raw[t].dtype, device=raw[t].device)
         for combo in FUSER_SOURCES[t]:
             # modes in which t is generated from exactly these sources
             ks = [k for k in range(7) if sorted(_GEN_SOURCES[k][t]) == sorted(combo)]
@@ -163,14 +169,14 @@ class MPLMM(MissingModalityModel):
             if not sel.numel():
                 continue
             rows = idx[sel]
-            parts = [self.generative_prompt[_IDX[t]].unsqueeze(0).expand(rows.numel(), d, P)]
+            parts = [self.generative_prompt[_IDX[t]].T.unsqueeze(0).expand(rows.numel(), P, d)]
             for s in (s for s in CONCAT_ORDER[t] if s in combo):
-                parts.append(self.mappers[f"{s}2{t}"](raw[s][rows].transpose(1, 2)))  # (n, d, L_s)
-            seq = torch.cat(parts, dim=2)  # (n, d, P + ΣL_s)
-            fused = self.fusers[f"{t}_{combo}p"](seq.transpose(1, 2)).transpose(1, 2)  # (n, d, L_t)
+                parts.append(self.mappers[f"{s}2{t}"].time_last(raw[s][rows]))  # (n, L_s, d)
+            seq = torch.cat(parts, dim=1)  # (n, P + ΣL_s, d): time steps are the fuser's input channels
+            fused = self.fusers[f"{t}_{combo}p"](seq)  # (n, L_t, d)
             if self.config["gen_projection"] == "conv":
-                fused = self.gen_proj[t](fused)
-            result = result.index_copy(0, sel, fused + self.prompt_m[t])
+                fused = conv1x1_time_last(self.gen_proj[t], fused)
+            result = result.index_copy(0, sel, fused + self.prompt_m[t].T)
         return result
 
     def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):

@@ -62,7 +62,7 @@ class MulTBackbone(nn.Module):
     def project(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor):
         """Text embedding dropout + 1×1 conv projections; returns ``(B, T_x, d)`` for l, a, v."""
         text = F.dropout(text, self.embed_dropout, self.training)
-        return tuple(p(x.transpose(1, 2)).transpose(1, 2)
+        return tuple(conv1x1_time_last(p, x)
                      for p, x in ((self.proj_l, text), (self.proj_a, audio), (self.proj_v, vision)))
 
     def crossmodal(self, xl: torch.Tensor, xa: torch.Tensor, xv: torch.Tensor, need_weights: bool = False):
@@ -94,6 +94,12 @@ class MulTBackbone(nn.Module):
         """Residual head ``out(proj2(drop(relu(proj1(h)))) + h)``."""
         y = self.proj2(F.dropout(F.relu(self.proj1(h)), self.out_dropout, self.training)) + h
         return self.out_layer(y)
+
+
+def conv1x1_time_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (kernel size 1) applied to ``x (B, T, C_in)`` → ``(B, T, C_out)``: the same weights as a linear map,
+    without the two transposes (and copies) a Conv1d on ``(B, C, T)`` would need."""
+    return F.linear(x, conv.weight.squeeze(-1), conv.bias)
 
 
 def backbone_config(cfg: dict) -> dict:
