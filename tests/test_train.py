@@ -125,3 +125,37 @@ def test_cli_train_evaluate_curve_on_real_mosi(tmp_path, capsys):
     assert len(curve["curve"]) == 6 and len(curve["per_mode"]) == 7
     assert cli_main(["train", "--data_path", str(tmp_path / "missing.pkl")]) == 2
     assert "missing.pkl" in capsys.readouterr().err
+
+
+def _registry_names():
+    from mplmm.models import available_models
+
+    return available_models()
+
+
+@pytest.mark.parametrize("name", _registry_names())
+def test_every_registered_model_trains_through_the_shared_loop(name, ds, pretrained, tmp_path):
+    from mplmm.models import model_class
+
+    cls = model_class(name)
+    cfg = TrainConfig(model=name, epochs=1, batch_size=16, train_rate=0.7, progress=False,
+                      pretrained=str(pretrained) if cls.uses_pretrained_backbone else None,
+                      model_config={} if cls.uses_pretrained_backbone or name != "mult" else SMALL)
+    if name in ("mult_zero", "mult_dropout"):
+        cfg.model_config = SMALL
+    res = train(cfg, ds, tmp_path)
+    assert np.isfinite(res.history["train_loss"]).all()
+    assert np.isfinite(res.metrics["test"]["MAE"])
+    load_model(tmp_path / "best.pt")  # rebuilds from state_dict + config
+
+
+def test_frozen_backbone_runs_in_inference_mode_unless_asked(pretrained):
+    from mplmm.models import create_model
+
+    ck = read_checkpoint(pretrained)
+    for frozen_dropout, expected in ((False, False), (True, True)):
+        m = create_model("mplmm", dims=(300, 5, 20), seq_lens=(4, 6, 6), frozen_dropout=frozen_dropout, **SMALL)
+        m.load_pretrained_backbone(ck["state_dict"], ck["model_config"])
+        m.train()
+        assert m.training and m.backbone.trans_l_mem.training is expected
+        assert m.backbone.training  # trainable projections/head keep the backbone module itself in train mode
