@@ -1,0 +1,174 @@
+"""Tiny helpers shared by the workbench notebooks (``notebooks/*.ipynb``).
+
+Conventions every notebook follows:
+
+* a markdown title cell, then ONE code cell tagged ``parameters`` holding only type-annotated literals with a
+  ``# comment`` each (papermill documents them with ``papermill --help-notebook``; a comment must not contain ``=``,
+  or papermill silently drops that parameter); values derived from parameters go in the NEXT cell;
+* a setup cell calling :func:`setup_notebook` (plotly renderer that survives the HTML export, pandas precision, seeds,
+  quiet warnings);
+* figures are plain ``plotly.graph_objects.Figure`` shown with :func:`show` (a ``FigureWidget`` does not survive the
+  offline HTML report); live plots use ``show(fig, live=True)`` and ``handle.update(new_fig)``;
+* results go to ``output_dir/metrics.json`` (:func:`write_metrics`); assertions on them close the notebook.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Union
+
+DEFAULT_RENDERER = "plotly_mimetype+notebook"
+
+
+def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER) -> None:
+    """Prepare a notebook kernel: plotly renderer, pandas display precision 4, seeds, quiet warnings.
+
+    ``renderer`` is overridden by the environment variable ``PLOTLY_RENDERER`` when set. The default,
+    ``plotly_mimetype+notebook``, gives JupyterLab its native plot and the HTML export an interactive copy, with
+    plotly.js embedded once per notebook (works offline; ``notebook_connected`` would fetch it from a CDN).
+    """
+    import pandas as pd
+    import plotly.io as pio
+
+    _register_offline_notebook_renderer()
+    wanted = os.environ.get("PLOTLY_RENDERER") or renderer
+    renderers = pio.renderers
+    if renderers.default != wanted or getattr(renderers, "_to_activate", None):
+        renderers.default = wanted  # (re)queues activation: plotly.js is embedded on the first figure shown
+    else:  # already active under that name: swap instances without embedding plotly.js a second time
+        renderers._default_renderers = [renderers[name] for name in wanted.split("+")]
+    pd.options.display.precision = 4
+    pd.options.display.max_columns = 50
+    pd.options.display.width = 160
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if seed is not None:
+        from .utils import seed_everything
+
+        seed_everything(int(seed))
+
+
+_MATHJAX_CDN = re.compile(r'<script[^>]*src="https?://[^"]*mathjax[^"]*"[^>]*>\s*</script>', re.I)
+
+
+def _register_offline_notebook_renderer() -> None:
+    """Replace plotly's ``notebook`` renderer by one whose figure HTML loads no MathJax from a CDN.
+
+    plotly's ``notebook`` renderer embeds plotly.js once (on first use) but adds a ``<script src=https://…mathjax…>``
+    to every figure; reports must work offline, so that tag is dropped (LaTeX in plot labels is not rendered).
+    """
+    import plotly.io as pio
+
+    try:
+        from plotly.io._base_renderers import NotebookRenderer
+    except ImportError:  # pragma: no cover - plotly internals moved; keep plotly's own renderer
+        return
+    current = pio.renderers["notebook"]
+    if getattr(current, "_mplmm_offline", False):
+        return
+
+    class OfflineNotebookRenderer(NotebookRenderer):
+        _mplmm_offline = True
+
+        def to_mimebundle(self, fig_dict):
+            bundle = super().to_mimebundle(fig_dict)
+            bundle["text/html"] = _MATHJAX_CDN.sub("", bundle["text/html"])
+            return bundle
+
+    renderer = OfflineNotebookRenderer()
+    for attr in ("config", "auto_play", "post_script", "animation_opts"):
+        setattr(renderer, attr, getattr(current, attr, getattr(renderer, attr)))
+    pio.renderers["notebook"] = renderer
+
+
+def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Path:
+    """Atomically write ``metrics`` as JSON (NumPy values converted), creating parent folders."""
+    from .utils import write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(path, metrics)
+
+
+def show(fig: Any, live: bool = False):
+    """Display a figure as a plain ``go.Figure`` (a ``FigureWidget`` is converted).
+
+    With ``live=True`` returns a handle: ``handle.update(new_fig)`` replaces the shown figure in place (works
+    headless under papermill; only the last version is stored in the notebook).
+    """
+    from IPython.display import display
+
+    fig = _plain(fig)
+    if not live:
+        display(fig)
+        return None
+    handle = display(_bundle(fig), raw=True, display_id=True)
+    return _LiveHandle(handle)
+
+
+def _plain(fig: Any):
+    import plotly.graph_objects as go
+
+    return go.Figure(fig) if isinstance(fig, go.FigureWidget) else fig
+
+
+def _bundle(fig: Any) -> dict:
+    """The figure's MIME bundle under the default renderers, as ``fig.show()`` builds it.
+
+    (A figure's own ``_ipython_display_`` ignores display ids, so live updates would append copies.)
+    """
+    from plotly.io._renderers import renderers
+
+    return renderers._build_mime_bundle(fig.to_dict())
+
+
+class _LiveHandle:
+    """Wraps an IPython ``DisplayHandle`` so ``update`` takes figures."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def update(self, fig: Any) -> None:
+        if self.handle is not None:
+            self.handle.update(_bundle(_plain(fig)), raw=True)
+
+
+_SEED_PART = re.compile(r"(^|__)seed=[^_]*(?=__|$)")
+
+
+def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
+    """Expand checkpoint paths/globs into a table ``path, run, model, seed, method`` (one row per checkpoint).
+
+    ``seed`` is the training seed (``train_config.seed``). ``method`` is the model name, unless one model name
+    comes from differently named run folders (ignoring ``seed=…`` parts, as in batch runs
+    ``tune__model=mplmm__seed=0``): then it is ``"<model> (<folder label>)"`` so those runs are not pooled.
+    """
+    import glob
+
+    import pandas as pd
+
+    from .checkpoint import CheckpointError, read_checkpoint
+
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    paths: list[Path] = []
+    for pat in patterns:
+        pat = str(pat)
+        hits = sorted(glob.glob(pat, recursive=True)) if glob.has_magic(pat) else [pat]
+        if not hits:
+            raise CheckpointError(f"{pat}: no checkpoint matches this pattern")
+        paths += [Path(h) for h in hits if Path(h) not in paths]
+    rows = []
+    for path in paths:
+        ckpt = read_checkpoint(path)
+        folder = path.resolve().parent.name
+        label = _SEED_PART.sub("", folder).strip("_") or folder
+        rows.append({"path": str(path), "run": folder, "model": ckpt["model_name"],
+                     "seed": int((ckpt.get("train_config") or {}).get("seed", 0)), "label": label})
+    table = pd.DataFrame(rows, columns=["path", "run", "model", "seed", "label"])
+    ambiguous = table.groupby("model")["label"].transform("nunique") > 1
+    table["method"] = table["model"].where(~ambiguous, table["model"] + " (" + table["label"] + ")")
+    return table.drop(columns="label")

@@ -1,0 +1,205 @@
+"""Batch runner without kernels: grid validation, run folders, references, offline HTML export, the index."""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+import yaml
+
+from mplmm import batch
+from mplmm.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_NB = "notebooks/01_train.ipynb"
+ROB_NB = "notebooks/02_robustness.ipynb"
+
+
+def _grid(**over) -> dict:
+    spec = {
+        "name": "t",
+        "output_root": "papermill_runs/_unit",
+        "defaults": {"dataset": "synthetic", "epochs": 1},
+        "stages": [
+            {"name": "pre", "notebook": TRAIN_NB, "params": {"model": "mult"}},
+            {"name": "tune", "notebook": TRAIN_NB,
+             "params": {"model": "mplmm", "stage": "prompt-tune", "pretrained": "{pre}/best.pt", "lr": "1e-3"},
+             "grid": {"seed": [0, 1], "train_rate": [0.5]}},
+            {"name": "rob", "notebook": ROB_NB,
+             "params": {"checkpoints": ["{pre}/best.pt", "{tune}/best.pt"], "rates": [0.0, 1.0]}},
+            {"name": "one", "notebook": ROB_NB, "params": {"checkpoints": "{tune[seed=1]}/best.pt"}},
+        ],
+    }
+    spec.update(over)
+    return spec
+
+
+def _write(tmp_path: Path, spec: dict, name: str = "g.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_run_grid_signature():
+    sig = inspect.signature(run_grid)
+    for kw in ("jobs", "force", "no_input", "only"):
+        assert kw in sig.parameters
+    assert sig.parameters["jobs"].default == 1 and sig.parameters["only"].default is None
+
+
+def test_load_grid_runs_and_folders():
+    g = load_grid(_grid(), root=ROOT)
+    assert g.output_root == ROOT / "papermill_runs/_unit"
+    assert [r.name for r in g.runs["tune"]] == ["tune__seed=0__train_rate=0.5", "tune__seed=1__train_rate=0.5"]
+    assert [r.name for r in g.runs["pre"]] == ["pre"]
+    tune0 = g.runs["tune"][0]
+    params = batch._resolve_params(g, tune0, status=None)
+    assert params["pretrained"] == "papermill_runs/_unit/pre/best.pt"
+    assert params["lr"] == 0.001 and isinstance(params["lr"], float)  # PyYAML's "1e-3" string coerced
+    assert params["dataset"] == "synthetic" and params["epochs"] == 1 and params["seed"] == 0
+    assert params["output_dir"] == "papermill_runs/_unit/tune__seed=0__train_rate=0.5"
+    rob = batch._resolve_params(g, g.runs["rob"][0], status=None)
+    assert "epochs" not in rob  # defaults only reach notebooks that have the parameter
+    assert rob["checkpoints"] == ["papermill_runs/_unit/pre/best.pt",
+                                  "papermill_runs/_unit/tune__seed=0__train_rate=0.5/best.pt",
+                                  "papermill_runs/_unit/tune__seed=1__train_rate=0.5/best.pt"]
+    one = batch._resolve_params(g, g.runs["one"][0], status=None)
+    assert one["checkpoints"] == ["papermill_runs/_unit/tune__seed=1__train_rate=0.5/best.pt"]  # str → list
+
+
+def test_list_reference_drops_failed_runs_and_scalar_reference_fails():
+    g = load_grid(_grid(), root=ROOT)
+    names = [r.name for r in g.runs["tune"]]
+    status = {"pre": "ok", names[0]: "failed", names[1]: "ok"}
+    rob = batch._resolve_params(g, g.runs["rob"][0], status=status)
+    assert rob["checkpoints"] == ["papermill_runs/_unit/pre/best.pt", f"papermill_runs/_unit/{names[1]}/best.pt"]
+    with pytest.raises(DependencyError, match="pre"):
+        batch._resolve_params(g, g.runs["tune"][0], status={"pre": "failed"})
+    with pytest.raises(DependencyError, match="not run"):
+        batch._resolve_params(g, g.runs["tune"][0], status={})
+
+
+@pytest.mark.parametrize("mutate, pattern", [
+    (lambda s: s["stages"][0]["params"].update(epochz=3), r"g\.yaml: stage 'pre': unknown parameter 'epochz'"),
+    (lambda s: s["stages"][1]["grid"].update(sead=[1]), r"g\.yaml: stage 'tune': unknown parameter 'sead'"),
+    (lambda s: s["defaults"].update(bogus=1), r"g\.yaml: defaults: unknown parameter 'bogus'"),
+    (lambda s: s["stages"][0]["params"].update(output_dir="x"), r"'output_dir' is set by the runner"),
+    (lambda s: s["stages"][0].update(notebok="x"), r"stage 'pre': unknown key\(s\) \['notebok'\]"),
+    (lambda s: s.update(stagez=[]), r"unknown top-level key"),
+    (lambda s: s["stages"][0]["params"].update(pretrained="{tune[0]}/best.pt"), r"must name an EARLIER stage"),
+    (lambda s: s["stages"][0]["params"].update(pretrained="{nope}/best.pt"), r"names no stage"),
+    (lambda s: s["stages"][3]["params"].update(dataset="{tune}/x"), r"refers to 2 runs"),
+    (lambda s: s["stages"][3]["params"].update(checkpoints="{tune[seed=7]}/b"), r"matches 0 runs"),
+    (lambda s: s["stages"][3]["params"].update(checkpoints="{tune[5]}/b"), r"has 2 run"),
+    (lambda s: s["stages"][0]["params"].update(epochs="many"), r"parameter 'epochs': expected an int"),
+    (lambda s: s["stages"][0]["params"].update(model=3), r"parameter 'model': expected a string"),
+    (lambda s: s["stages"][1]["grid"].update(seed=[]), r"grid 'seed' must be a non-empty list"),
+    (lambda s: s["stages"][1]["params"].update(seed=3), r"both in 'params' and 'grid'"),
+    (lambda s: s["stages"][0].update(notebook="notebooks/nope.ipynb"), r"notebook 'notebooks/nope.ipynb' not found"),
+    (lambda s: s["stages"].append(dict(s["stages"][0])), r"duplicate stage name"),
+])
+def test_invalid_grids_fail_before_running(tmp_path, mutate, pattern):
+    spec = _grid()
+    mutate(spec)
+    path = _write(tmp_path, spec)
+    with pytest.raises(GridError, match=pattern):
+        run_grid(path, root=ROOT)  # validation happens before any kernel starts
+    assert not (ROOT / "papermill_runs/_unit").exists()
+
+
+def test_unknown_only_stage(tmp_path):
+    with pytest.raises(GridError, match="--only 'nope'"):
+        run_grid(_write(tmp_path, _grid()), only="nope", root=ROOT)
+
+
+def test_shipped_grids_parse():
+    for name in ("demo", "tiny"):
+        spec = yaml.safe_load((ROOT / f"papermill_runs/grids/{name}.yaml").read_text())
+        assert spec["name"] == name and [s["name"] for s in spec["stages"]][:3] == ["pretrain", "tune",
+                                                                                   spec["stages"][2]["name"]]
+        if all((ROOT / s["notebook"]).is_file() for s in spec["stages"]):
+            g = load_grid(ROOT / f"papermill_runs/grids/{name}.yaml", root=ROOT)
+            assert len(g.runs["tune"]) == 2
+
+
+def test_safe_folder_names():
+    assert batch._safe(0.7) == "0.7" and batch._safe("mplmm") == "mplmm"
+    odd = batch._safe("data/my set/feat.npz")
+    assert "/" not in odd and " " not in odd and re.fullmatch(r"[A-Za-z0-9._+-]+", odd) and "__" not in batch._safe("a__b")
+    assert batch._safe("data/a.npz") != batch._safe("data-a.npz")  # changed values carry a hash
+    assert len(batch._safe("x" * 200)) <= 40
+
+
+def _fake_notebook(tmp_path: Path) -> Path:
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 2], name="trace-one"))
+    html_out = pio.to_html(fig, include_plotlyjs=True, full_html=False)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("secret_code_marker = 1\nfig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html_out, "text/plain": "Figure"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _script_srcs(text: str) -> list[str]:
+    return re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", text)
+
+
+def test_export_html_is_offline(tmp_path):
+    nb = _fake_notebook(tmp_path)
+    out = export_html(nb, tmp_path / "r.html")
+    text = out.read_text()
+    assert _script_srcs(text) == []  # no require.js / MathJax / widget manager from a CDN
+    assert "secret_code_marker" in text and "trace-one" in text and text.count("plotly.js v") == 1
+    hidden = export_html(nb, tmp_path / "r2.html", no_input=True).read_text()
+    assert "secret_code_marker" not in hidden and "trace-one" in hidden and "Title" in hidden
+
+
+def test_write_index_with_robustness_and_failures(tmp_path):
+    spec = _grid(output_root=str(tmp_path / "out"))
+    g = load_grid(spec, root=ROOT)
+    from mplmm.utils import write_json
+
+    for run in g.all_runs():
+        run.folder.mkdir(parents=True)
+    write_json(g.runs["pre"][0].folder / "status.json", {"status": "ok", "duration_s": 1.5, "params": {"model": "mult"}})
+    write_json(g.runs["pre"][0].folder / "metrics.json",
+               {"primary_metric": "Acc", "test": {"Acc": 0.75, "loss": 0.5, "MAE": 1.0}})
+    (g.runs["pre"][0].folder / "report.html").write_text("<html></html>")
+    write_json(g.runs["tune"][0].folder / "status.json",
+               {"status": "failed", "duration_s": 2.0, "error": {"name": "DataError", "message": "no such <file>"}})
+    curves = [{"method": m, "seed": s, "rate": r, "mask_seed": 0, "Acc": 0.8 - 0.3 * r + 0.01 * s}
+              for m in ("mult", "mplmm") for s in (0, 1) for r in (0.0, 1.0)]
+    write_json(g.runs["rob"][0].folder / "status.json", {"status": "ok", "duration_s": 3.0})
+    write_json(g.runs["rob"][0].folder / "metrics.json",
+               {"metric": "Acc", "curves": curves,
+                "auc_summary": [{"method": "mult", "auc_mean": 0.66, "auc_std": 0.0, "n_seeds": 2}]})
+    index = write_index(g)
+    text = index.read_text()
+    assert index == tmp_path / "out" / "index.html"
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 1 and _script_srcs(text) == []
+    assert re.search(r'"name":\s*"mplmm -std"', text) and "robustness-figure" in text
+    assert 'href="pre/report.html"' in text and "test.Acc = 0.7500" in text and "AUC mult = 0.6600" in text
+    assert "no such &lt;file&gt;" in text  # escaped error message
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "out" / "index.csv")
+    assert len(csv) == len(g.all_runs())
+    row = csv.set_index("run").loc["pre"]
+    assert row["status"] == "ok" and row["test.Acc"] == 0.75 and json.loads(row["params"]) == {"model": "mult"}
+    assert csv.set_index("run").loc["one", "status"] == "not run"
+
+
+def test_is_done_requires_same_params(tmp_path):
+    g = load_grid(_grid(output_root=str(tmp_path / "o")), root=ROOT)
+    run = g.runs["pre"][0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "notebook.ipynb").write_text("{}")
+    (run.folder / "status.json").write_text(json.dumps({"status": "ok", "params": {"a": 1.0}}))
+    assert batch._is_done(run, {"a": 1.0}) and not batch._is_done(run, {"a": 2.0})

@@ -1,0 +1,232 @@
+"""Notebooks under papermill and the batch runner end to end (real kernels; a few minutes on 2 CPU cores).
+
+The ``tiny.yaml`` grid runs once per session (``tiny_batch``) and the tests inspect what it left behind: both of our
+notebooks ran through it with tiny parameters (01_train: pretrain + prompt-tune, 02_robustness: three checkpoints).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill as pm
+import pytest
+import yaml
+
+from mplmm.batch import ensure_kernel, run_grid
+from mplmm.notebook import find_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "papermill_runs" / "grids" / "tiny.yaml"
+OURS = ("notebooks/01_train.ipynb", "notebooks/02_robustness.ipynb")
+
+
+def _script_srcs(text: str) -> list[str]:
+    return re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", text)
+
+
+@pytest.fixture(scope="session")
+def kernel() -> str:
+    return ensure_kernel()
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tmp_path_factory, kernel):
+    """Run tiny.yaml (into a temporary output_root) once; stages whose notebook does not exist yet are dropped."""
+    base = tmp_path_factory.mktemp("tiny")
+    spec = yaml.safe_load(TINY.read_text())
+    spec["output_root"] = str(base / "out")
+    dropped = [s["name"] for s in spec["stages"] if not (ROOT / s["notebook"]).is_file()]
+    spec["stages"] = [s for s in spec["stages"] if s["name"] not in dropped]
+    grid = base / "tiny.yaml"
+    grid.write_text(yaml.safe_dump(spec, sort_keys=False))
+    t0 = time.time()
+    index = run_grid(grid, jobs=2, root=ROOT, progress=False)
+    return {"index": index, "out": base / "out", "grid": grid, "spec": spec, "dropped": dropped,
+            "seconds": time.time() - t0}
+
+
+def _status(folder: Path) -> dict:
+    return json.loads((folder / "status.json").read_text())
+
+
+@pytest.mark.notebook
+def test_tiny_grid_all_ok(tiny_batch):
+    out = tiny_batch["out"]
+    index = pd.read_csv(out / "index.csv")
+    expected = 1 + 2 + 1 + (len(tiny_batch["spec"]["stages"]) - 3)
+    assert len(index) == expected
+    failed = index[index["status"] != "ok"]
+    assert failed.empty, failed[["run", "error"]].to_string()
+    assert tiny_batch["index"] == out / "index.html" and tiny_batch["index"].is_file()
+    for run in index["run"]:
+        folder = out / run
+        assert (folder / "report.html").is_file() and (folder / "notebook.ipynb").is_file()
+        nb = nbformat.read(folder / "notebook.ipynb", as_version=4)
+        assert nb.metadata.papermill.parameters["output_dir"] == str(folder)
+        assert nb.metadata.kernelspec.name == "mplmm"
+
+
+@pytest.mark.notebook
+def test_train_runs_wrote_metrics(tiny_batch):
+    out = tiny_batch["out"]
+    pre = json.loads((out / "pretrain" / "metrics.json").read_text())
+    assert pre["model"] == "mult" and pre["epochs_run"] == 1 and pre["config"]["train_rate"] == 0.0
+    assert 0 <= pre["test"]["Non0_acc_2"] <= 1 and pre["parameters"]["frozen"] == 0
+    for seed in (0, 1):
+        folder = out / f"tune__seed={seed}"
+        tune = json.loads((folder / "metrics.json").read_text())
+        assert tune["model"] == "mplmm" and tune["config"]["seed"] == seed and tune["config"]["train_rate"] == 0.7
+        assert tune["config"]["pretrained"].endswith("pretrain/best.pt") and tune["parameters"]["frozen"] > 0
+        assert 0 <= tune["test"][tune["primary_metric"]] <= 1
+        assert (folder / "best.pt").is_file() and (folder / "history.csv").is_file()
+
+
+@pytest.mark.notebook
+def test_reports_are_offline_with_plotly_once(tiny_batch):
+    out = tiny_batch["out"]
+    for html_file in [out / "index.html", *sorted(out.glob("*/report.html"))]:
+        text = html_file.read_text(encoding="utf-8")
+        assert text.count("plotly.js v") == 1, html_file  # the library's banner: embedded exactly once
+        assert _script_srcs(text) == [], (html_file, _script_srcs(text))  # nothing loaded from a CDN
+        assert "Plotly.newPlot" in text
+
+
+@pytest.mark.notebook
+def test_robustness_run_and_combined_figure(tiny_batch):
+    out = tiny_batch["out"]
+    rob = json.loads((out / "robustness" / "metrics.json").read_text())
+    methods = {r["method"] for r in rob["curves"]}
+    assert methods == {"mult", "mplmm"} and rob["metric"] == "Non0_acc_2"
+    assert {r["seed"] for r in rob["curves"] if r["method"] == "mplmm"} == {0, 1}
+    assert len(rob["curves"]) == 3 * 3 * 1 and {r["mode"] for r in rob["per_mode"]} == set(range(7))
+    assert {r["method"] for r in rob["auc_summary"]} == methods
+    assert len(pd.read_csv(out / "robustness" / "robustness.csv")) == len(rob["curves"])
+    report = (out / "robustness" / "report.html").read_text(encoding="utf-8")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for text in (report, index):
+        assert re.search(r'"name":\s*"mplmm \+std"', text) and re.search(r'"name":\s*"mult"', text)
+    assert "robustness-figure" in index and "AUC mplmm" in index
+    assert 'href="robustness/report.html"' in index and 'href="tune__seed=0/notebook.ipynb"' in index
+
+
+@pytest.mark.notebook
+def test_rerun_skips_finished_runs(tiny_batch):
+    out = tiny_batch["out"]
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/notebook.ipynb")}
+    t0 = time.time()
+    index = run_grid(tiny_batch["grid"], root=ROOT, progress=False)
+    assert time.time() - t0 < 30 and index.is_file()
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/notebook.ipynb")} == before
+    assert all(_status(p.parent)["status"] == "ok" for p in before)
+
+
+QUICK_NB = {
+    "cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None, "outputs": [],
+         "source": 'value: int = 1  # a number\noutput_dir: str = "."  # run folder', "id": "p"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "id": "w",
+         "source": "import json, pathlib\n"
+                   "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'value': value}))"},
+    ],
+    "metadata": {"kernelspec": {"name": "mplmm", "display_name": "Python (mplmm)", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+@pytest.mark.notebook
+def test_failing_run_is_recorded_and_batch_continues(tmp_path, kernel):
+    quick = tmp_path / "quick.ipynb"
+    quick.write_text(json.dumps(QUICK_NB))
+    spec = {
+        "name": "failing",
+        "output_root": str(tmp_path / "out"),
+        "stages": [
+            {"name": "bad", "notebook": "notebooks/01_train.ipynb",
+             "params": {"dataset": str(tmp_path / "no_such_data.npz"), "epochs": 1}},
+            {"name": "after_bad", "notebook": "notebooks/02_robustness.ipynb",
+             "params": {"checkpoints": ["{bad}/best.pt"]}},
+            {"name": "good", "notebook": str(quick), "grid": {"value": [1, 2]}},
+        ],
+    }
+    grid = tmp_path / "failing.yaml"
+    grid.write_text(yaml.safe_dump(spec))
+    index = run_grid(grid, root=ROOT, progress=False)
+    out = tmp_path / "out"
+    bad = _status(out / "bad")
+    assert bad["status"] == "failed" and bad["error"]["name"] == "DataError"
+    assert "no_such_data.npz" in bad["error"]["message"] and bad["duration_s"] > 0
+    assert (out / "bad" / "report.html").is_file()  # the failed notebook is still rendered
+    dep = _status(out / "after_bad")
+    assert dep["status"] == "failed" and dep["error"]["name"] == "DependencyError"
+    for v in (1, 2):
+        assert _status(out / f"good__value={v}")["status"] == "ok"
+        assert json.loads((out / f"good__value={v}" / "metrics.json").read_text()) == {"value": v}
+    csv = pd.read_csv(out / "index.csv").set_index("run")
+    assert csv.loc["bad", "status"] == "failed" and "DataError" in csv.loc["bad", "error"]
+    assert csv.loc["good__value=2", "status"] == "ok" and csv.loc["good__value=2", "grid.value"] == 2
+    assert "DataError" in index.read_text()
+    # --only with --force re-runs one stage and leaves the others alone
+    mtime = (out / "bad" / "status.json").stat().st_mtime_ns
+    run_grid(grid, root=ROOT, progress=False, only="good", force=True)
+    assert (out / "bad" / "status.json").stat().st_mtime_ns == mtime
+    assert _status(out / "good__value=1")["status"] == "ok"
+
+
+@pytest.mark.notebook
+def test_robustness_notebook_standalone(tmp_path, kernel):
+    """02 with no checkpoints trains its own tiny MulT; metrics.json and robustness.csv land in output_dir."""
+    out = tmp_path / "rob"
+    pm.execute_notebook(str(ROOT / OURS[1]), str(tmp_path / "rob.ipynb"), kernel_name=kernel, cwd=str(ROOT),
+                        progress_bar=False, parameters={"output_dir": str(out), "rates": [0.0, 1.0],
+                                                        "mask_seeds": [0], "device": "cpu"})
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {r["method"] for r in metrics["curves"]} == {"mult"} and len(metrics["curves"]) == 2
+    assert all(0 <= r["Non0_acc_2"] <= 1 for r in metrics["curves"])
+    assert (out / "robustness.csv").is_file() and (out / "standalone_mult" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("path", OURS)
+def test_notebooks_are_stored_clean(path):
+    nb = nbformat.read(ROOT / path, as_version=4)
+    assert nb.metadata.kernelspec == {"name": "mplmm", "display_name": "Python (mplmm)", "language": "python"}
+    assert nb.cells[0].cell_type == "markdown"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    params = pm.inspect_notebook(str(ROOT / path))
+    declared = [ln.split(":")[0] for ln in tagged[0].source.splitlines() if ln and not ln.startswith("#")]
+    assert list(params) == declared  # every line parsed (an '=' in a comment would drop a parameter)
+    assert all(p["help"] for p in params.values()) and "output_dir" in params
+    assert "setup_notebook(" in "".join(c.source for c in nb.cells)
+
+
+def test_notebooks_match_build_script():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(ROOT / "notebooks" / "_build_notebooks.py"), "--check"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_find_checkpoints_groups_methods(tmp_path):
+    from mplmm.checkpoint import save_checkpoint
+    from mplmm.models import create_model
+
+    model = create_model("mult", dims=(4, 3, 2), seq_lens=(5, 5, 5), output_dim=1, d=4, num_heads=2, layers=1)
+    for folder, seed in (("pre", 0), ("base__seed=0", 0), ("base__seed=1", 1), ("x__model=m__seed=2", 2)):
+        save_checkpoint(tmp_path / folder / "best.pt", model, train_config={"seed": seed})
+    table = find_checkpoints([str(tmp_path / "pre" / "best.pt"), str(tmp_path / "base__seed=*" / "best.pt")])
+    assert table["method"].tolist() == ["mult (pre)", "mult (base)", "mult (base)"]
+    assert table["seed"].tolist() == [0, 0, 1] and table["run"].tolist()[1] == "base__seed=0"
+    single = find_checkpoints(str(tmp_path / "x__model=m__seed=2" / "best.pt"))
+    assert single["method"].tolist() == ["mult"] and single["seed"].tolist() == [2]
+    from mplmm.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no checkpoint matches"):
+        find_checkpoints(str(tmp_path / "nothing*" / "best.pt"))
