@@ -35,6 +35,12 @@ test-fast: $(STAMP)
 test-notebooks: $(STAMP)
 	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name mplmm notebooks/
 
+# real-browser tests (JupyterLab + widgets, offline HTML reports) in Debian's headless chromium
+test-browser: $(STAMP)
+	bash scripts/ensure_chromium.sh
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet "playwright>=1.40"
+	MPLMM_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/browser -m browser
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 

@@ -43,7 +43,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import yaml
 
@@ -514,7 +514,6 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=sum(len(g.runs[s.name]) for s in todo_stages), desc=g.name, unit="run",
                disable=not progress, file=sys.stderr)
-    env = _thread_env(jobs)
     pool = None
     try:
         for stage in todo_stages:
@@ -543,9 +542,12 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
                     shutil.rmtree(run.folder)
                 job = {"folder": str(run.folder), "stage": stage.name, "notebook": str(stage.notebook),
                        "params": params, "point": run.point, "kernel": kernel, "root": str(g.root),
-                       "no_input": no_input, "timeout": stage.timeout, "env": env}
+                       "no_input": no_input, "timeout": stage.timeout}
                 jobs_list.append((run, job))
-            if jobs > 1 and len(jobs_list) > 1:
+            parallel = min(jobs, len(jobs_list))
+            for _, job in jobs_list:  # threads per kernel: cores // runs in parallel (only when > 1)
+                job["env"] = _thread_env(parallel)
+            if parallel > 1:
                 if pool is None:
                     import multiprocessing as mp
                     from concurrent.futures import ProcessPoolExecutor
@@ -587,9 +589,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def key_metrics(metrics: dict) -> dict[str, float]:
-    """The headline numbers of a ``metrics.json``: the test primary metric (+ MAE/loss), each method's AUC, or else
-    the first top-level numbers."""
+def key_metrics(metrics: dict, exclude: Iterable[str] = ()) -> dict[str, float]:
+    """The headline numbers of a ``metrics.json``: its ``key_metrics`` mapping if it has one; else the test primary
+    metric (+ MAE/Acc/F1) and each method's AUC; else the first top-level numbers not named in ``exclude`` (the
+    notebook's parameters)."""
+    given = metrics.get("key_metrics")
+    if isinstance(given, dict):
+        return {str(k): float(v) for k, v in given.items() if _is_number(v)}
     out: dict[str, float] = {}
     test = metrics.get("test")
     if isinstance(test, dict):
@@ -601,8 +607,9 @@ def key_metrics(metrics: dict) -> dict[str, float]:
         if isinstance(rec, dict) and _is_number(rec.get("auc_mean")):
             out[f"AUC {rec.get('method')}"] = float(rec["auc_mean"])
     if not out:
+        skip = set(exclude)
         for k, v in metrics.items():
-            if _is_number(v):
+            if _is_number(v) and k not in skip:
                 out[k] = float(v)
             if len(out) >= 4:
                 break
@@ -623,7 +630,7 @@ def index_frame(g: Grid) -> "pd.DataFrame":
                "duration_s": st.get("duration_s"), "error": f"{err.get('name')}: {err.get('message')}" if err else "",
                "params": json.dumps(params, sort_keys=True), "folder": _rel(g, run.folder),
                **{f"grid.{k}": v for k, v in run.point.items()}}
-        row.update(key_metrics(met))
+        row.update(key_metrics(met, run.stage.accepted))
         if isinstance(met.get("test"), dict):
             row.update({f"test.{k}": float(v) for k, v in met["test"].items() if _is_number(v)})
         rows.append(row)
@@ -661,7 +668,7 @@ _INDEX_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top}
 th{background:#f4f4f4;text-align:left}tr.failed td{background:#fdecea}tr.notrun td{color:#888}
-td.num{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px}.err{color:#b00020;max-width:30em}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}code{font-size:12px}.err{color:#b00020;max-width:30em}
 """
 
 
@@ -689,7 +696,8 @@ def write_index(g: Grid) -> Path:
             if (run_dir / fname).is_file():
                 href = os.path.relpath(run_dir / fname, g.output_root)
                 links.append(f'<a href="{html.escape(Path(href).as_posix())}">{label}</a>')
-        shown = key_metrics(_read_metrics(run_dir)) if row["status"] == "ok" else {}
+        stage = next(s for s in g.stages if s.name == row["stage"])
+        shown = key_metrics(_read_metrics(run_dir), stage.accepted) if row["status"] == "ok" else {}
         metrics_html = "<br>".join(f"{html.escape(k)} = {v:.4f}" for k, v in shown.items())
         cls = {"failed": "failed", "not run": "notrun"}.get(row["status"], "")
         dur = "" if row["duration_s"] is None or row["duration_s"] != row["duration_s"] else f"{row['duration_s']:.1f}"

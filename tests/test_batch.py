@@ -120,11 +120,14 @@ def test_unknown_only_stage(tmp_path):
 def test_shipped_grids_parse():
     for name in ("demo", "tiny"):
         spec = yaml.safe_load((ROOT / f"papermill_runs/grids/{name}.yaml").read_text())
-        assert spec["name"] == name and [s["name"] for s in spec["stages"]][:3] == ["pretrain", "tune",
-                                                                                   spec["stages"][2]["name"]]
+        stages = [s["name"] for s in spec["stages"]]
+        assert spec["name"] == name and stages == ["pretrain", "tune", "baseline", "robustness", "attention",
+                                                   "attributions"]
         if all((ROOT / s["notebook"]).is_file() for s in spec["stages"]):
             g = load_grid(ROOT / f"papermill_runs/grids/{name}.yaml", root=ROOT)
-            assert len(g.runs["tune"]) == 2
+            assert len(g.runs["tune"]) == 2 and len(g.runs["baseline"]) == (4 if name == "demo" else 1)
+            rob = batch._resolve_params(g, g.runs["robustness"][0], status=None)
+            assert len(rob["checkpoints"]) == len(g.runs["tune"]) + len(g.runs["baseline"])
 
 
 def test_safe_folder_names():
@@ -203,3 +206,13 @@ def test_is_done_requires_same_params(tmp_path):
     (run.folder / "notebook.ipynb").write_text("{}")
     (run.folder / "status.json").write_text(json.dumps({"status": "ok", "params": {"a": 1.0}}))
     assert batch._is_done(run, {"a": 1.0}) and not batch._is_done(run, {"a": 2.0})
+
+
+def test_key_metrics_conventions():
+    from mplmm.batch import key_metrics
+
+    assert key_metrics({"key_metrics": {"acc": 0.5, "note": "x"}, "test": {"Acc": 0.1}}) == {"acc": 0.5}
+    assert key_metrics({"primary_metric": "Non0_acc_2", "test": {"Non0_acc_2": 0.7, "MAE": 1.0, "Corr": 0.3}}) == {
+        "test.Non0_acc_2": 0.7, "test.MAE": 1.0}
+    assert key_metrics({"auc_summary": [{"method": "m", "auc_mean": 0.6}]}) == {"AUC m": 0.6}
+    assert key_metrics({"n_samples": 16, "gap": 0.1, "flag": True}, exclude={"n_samples"}) == {"gap": 0.1}

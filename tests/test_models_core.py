@@ -160,3 +160,18 @@ def test_no_global_default_tensor_type_change():
 
     assert torch.get_default_dtype() == torch.float32
     assert torch.empty(1).device.type == "cpu"
+
+
+def test_projection_hooks_fire_and_do_not_change_outputs():
+    """Captum's layer attributions hook proj_l/a/v: the hook must fire and the output must not change."""
+    torch.manual_seed(5)
+    dims, seqs = (6, 5, 4), (5, 6, 7)
+    m = create_model("mplmm", dims=dims, seq_lens=seqs, layers=1, d=12, num_heads=3).eval()
+    x, modes = _inputs(4, dims, seqs), torch.tensor([0, 3, 5, 6])
+    with torch.no_grad():
+        plain = m(*x, modes)
+        seen = []
+        handle = m.backbone.proj_a.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+        hooked = m(*x, modes)
+        handle.remove()
+    assert seen and (plain - hooked).abs().max() < TOL

@@ -17,6 +17,7 @@ survive an offline HTML export.
 from __future__ import annotations
 
 import html
+import json
 from typing import Any, Callable, Optional, Sequence
 
 import ipywidgets as W
@@ -82,11 +83,13 @@ class Panel:
     def show_figure(self, fig: go.Figure) -> None:
         replace_figure(self.figure, fig)
         if self._output is not None and _in_ipython():
-            from IPython.display import clear_output, display
-
-            with self._output:
-                clear_output(wait=True)
-                display(self.figure)
+            # Set the Output's outputs directly instead of `with output: display(...)`: under papermill nbclient's
+            # output-widget capture once left the cell hanging. Only plotly's own mimetype: the renderer bundle would
+            # re-activate the "notebook" renderer and embed plotly.js a second time.
+            fig_json = json.loads(self.figure.to_json(validate=False))
+            bundle = {"application/vnd.plotly.v1+json": {**fig_json, "config": {"responsive": True}},
+                      "text/plain": f"<plotly figure: {len(self.figure.data)} trace(s)>"}
+            self._output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
     def info(self, text: str) -> None:
         self.message.value = f"<span style='color:#555'>{html.escape(text)}</span>"

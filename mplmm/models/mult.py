@@ -98,7 +98,10 @@ class MulTBackbone(nn.Module):
 
 def conv1x1_time_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` (kernel size 1) applied to ``x (B, T, C_in)`` → ``(B, T, C_out)``: the same weights as a linear map,
-    without the two transposes (and copies) a Conv1d on ``(B, C, T)`` would need."""
+    without the two transposes (and copies) a Conv1d on ``(B, C, T)`` would need. When hooks are registered on
+    ``conv`` (Captum's layer attributions, user hooks) the module itself is called so that they fire."""
+    if conv._forward_hooks or conv._forward_pre_hooks:
+        return conv(x.transpose(1, 2)).transpose(1, 2)
     return F.linear(x, conv.weight.squeeze(-1), conv.bias)
 
 
