@@ -10,34 +10,8 @@ and the interactive panel last (the HTML report does not depend on it).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-HERE = Path(__file__).resolve().parent
-KERNELSPEC = {"name": "mplmm", "display_name": "Python (mplmm)", "language": "python"}
-
-
-def _nb(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
-    nb = new_notebook(metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
-    for i, (kind, source, tags) in enumerate(cells):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell["id"] = f"{stem.replace('_', '-')}-{i:02d}"
-        if tags:
-            cell["metadata"]["tags"] = list(tags)
-        nb.cells.append(cell)
-    return nb
-
-
-def md(text: str) -> tuple[str, str, list[str]]:
-    return ("md", text, [])
-
-
-def code(text: str, *tags: str) -> tuple[str, str, list[str]]:
-    return ("code", text, list(tags))
-
+from _build_notebooks import code, md, run  # shared cell helpers and writer (same folder)
 
 MODEL_CELL = '''
 ds = load_dataset(dataset, verbose=False)
@@ -471,27 +445,5 @@ viewer.widget
 NOTEBOOKS = {"03_prompt_attention": ATTENTION, "04_attributions": ATTRIBUTIONS}
 
 
-def build() -> dict[str, str]:
-    return {stem: nbformat.writes(_nb(stem, cells)) + "\n" for stem, cells in NOTEBOOKS.items()}
-
-
-def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    stale = []
-    for stem, text in build().items():
-        path = HERE / f"{stem}.ipynb"
-        nbformat.validate(nbformat.reads(text, as_version=4))
-        if check:
-            if not path.is_file() or path.read_text() != text:
-                stale.append(path.name)
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(f"out of date (run python notebooks/_build_interpret_notebooks.py): {', '.join(stale)}")
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run(NOTEBOOKS, "_build_interpret_notebooks.py", sys.argv[1:]))

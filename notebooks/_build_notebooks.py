@@ -294,14 +294,17 @@ print("ok")
 NOTEBOOKS = {"01_train": TRAIN, "02_robustness": ROBUSTNESS}
 
 
-def build() -> dict[str, str]:
-    return {stem: nbformat.writes(_nb(stem, cells)) + "\n" for stem, cells in NOTEBOOKS.items()}
+def build(notebooks: dict[str, list]) -> dict[str, str]:
+    """Notebook JSON text per stem."""
+    return {stem: nbformat.writes(_nb(stem, cells)) + "\n" for stem, cells in notebooks.items()}
 
 
-def main(argv: list[str]) -> int:
+def run(notebooks: dict[str, list], script: str, argv: list[str]) -> int:
+    """Write ``notebooks`` next to this file, or with ``--check`` exit 1 if a stored one differs (shared by the
+    notebook build scripts)."""
     check = "--check" in argv
     stale = []
-    for stem, text in build().items():
+    for stem, text in build(notebooks).items():
         path = HERE / f"{stem}.ipynb"
         nbformat.validate(nbformat.reads(text, as_version=4))
         if check:
@@ -311,10 +314,10 @@ def main(argv: list[str]) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print(f"out of date (run python notebooks/_build_notebooks.py): {', '.join(stale)}")
+        print(f"out of date (run python notebooks/{script}): {', '.join(stale)}")
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run(NOTEBOOKS, "_build_notebooks.py", sys.argv[1:]))
