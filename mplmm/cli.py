@@ -155,9 +155,7 @@ def cmd_params(args) -> int:
         model.load_pretrained_backbone(ck["state_dict"], ck["model_config"])
     elif model.uses_pretrained_backbone:
         # freeze exactly what a transfer would freeze, using a fresh backbone of the same sizes
-        from .models import create_model as _cm
-
-        src = _cm("mult", dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
+        src = create_model("mult", dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
                   **{k: v for k, v in model.config.items() if k in ("d", "num_heads", "layers")})
         model.load_pretrained_backbone(src.state_dict(), src.config)
     counts = model.parameter_counts()

@@ -43,6 +43,12 @@ for _mode, _present in MODE_PRESENT.items():
     _GEN_SOURCES[_mode] = {m: ("" if p else _avail) for m, p in zip(MODS, _present)}
 
 
+#: target -> source combination -> the modes in which the target is generated from exactly those sources
+_COMBO_MODES: dict[str, dict[str, list[int]]] = {
+    t: {c: [k for k in range(7) if sorted(_GEN_SOURCES[k][t]) == sorted(c)] for c in combos}
+    for t, combos in FUSER_SOURCES.items()
+}
+
 #: order in which source features are concatenated after the generative prompt (mplmm.md §5.3 step 2)
 CONCAT_ORDER: dict[str, str] = {"l": "av", "a": "lv", "v": "la"}
 
@@ -163,9 +169,8 @@ class MPLMM(MissingModalityModel):
         sub_modes = modes[idx]
         result = torch.empty(idx.numel(), self.seq[t], d, dtype=raw[t].dtype, device=raw[t].device)
         for combo in FUSER_SOURCES[t]:
-            # modes in which t is generated from exactly these sources
-            ks = [k for k in range(7) if sorted(_GEN_SOURCES[k][t]) == sorted(combo)]
-            sel = torch.isin(sub_modes, torch.tensor(ks, device=modes.device)).nonzero().squeeze(1)
+            ks = torch.tensor(_COMBO_MODES[t][combo], device=modes.device)
+            sel = torch.isin(sub_modes, ks).nonzero().squeeze(1)
             if not sel.numel():
                 continue
             rows = idx[sel]
