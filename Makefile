@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test test-fast test-notebooks test-browser lab bench clean
+.PHONY: install browser-deps demo test test-fast test-notebooks test-browser lab bench clean
 
 install: $(STAMP)
 
@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m mplmm batch $(GRID)
 
-test: $(STAMP)
+# everything, the browser tests included (they skip with a reason where Chromium cannot be installed, unless
+# MPLMM_REQUIRE_BROWSER=1 as in CI)
+test: $(STAMP) browser-deps
 	$(PY) -m pytest -q tests
+
+# Debian's chromium (apt-get, needs root or sudo) and Playwright's Python package; never fails the build itself
+browser-deps: $(STAMP)
+	-bash scripts/ensure_chromium.sh
+	-$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet "playwright>=1.40"
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not notebook and not slow and not browser"

@@ -37,6 +37,12 @@ def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER)
     renderers = pio.renderers
     if renderers.default != wanted or getattr(renderers, "_to_activate", None):
         renderers.default = wanted  # (re)queues activation: plotly.js is embedded on the first figure shown
+        if in_ipython():
+            # embed plotly.js HERE, in the setup cell's output, not in the first figure's cell: a live plot clears
+            # its cell's outputs on every update and would take plotly.js (and every later figure) with it
+            from plotly.io._base_renderers import MimetypeRenderer
+
+            renderers._activate_pending_renderers(cls=MimetypeRenderer)
     else:  # already active under that name: swap instances without embedding plotly.js a second time
         renderers._default_renderers = [renderers[name] for name in wanted.split("+")]
     pd.options.display.precision = 4
@@ -96,8 +102,10 @@ def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Pat
 def show(fig: Any, live: bool = False):
     """Display a figure as a plain ``go.Figure`` (a ``FigureWidget`` is converted).
 
-    With ``live=True`` returns a handle: ``handle.update(new_fig)`` replaces the shown figure in place (works
-    headless under papermill; only the last version is stored in the notebook).
+    With ``live=True`` returns a handle: ``handle.update(new_fig)`` replaces the shown figure (works headless under
+    papermill; only the last version is stored in the notebook). The update clears the cell's outputs and displays
+    the new figure, so give a live figure a cell of its own: JupyterLab's plotly renderer does not redraw a figure
+    whose display is updated in place, a new output it does draw.
     """
     from IPython.display import display
 
@@ -105,8 +113,8 @@ def show(fig: Any, live: bool = False):
     if not live:
         display(fig)
         return None
-    handle = display(_bundle(fig), raw=True, display_id=True)
-    return _LiveHandle(handle)
+    display(_bundle(fig), raw=True)
+    return _LiveHandle()
 
 
 def _plain(fig: Any):
@@ -126,14 +134,22 @@ def _bundle(fig: Any) -> dict:
 
 
 class _LiveHandle:
-    """Wraps an IPython ``DisplayHandle`` so ``update`` takes figures."""
-
-    def __init__(self, handle) -> None:
-        self.handle = handle
+    """``update(fig)`` replaces the cell's output by ``fig`` (``clear_output(wait=True)``: no flicker)."""
 
     def update(self, fig: Any) -> None:
-        if self.handle is not None:
-            self.handle.update(_bundle(_plain(fig)), raw=True)
+        from IPython.display import clear_output, display
+
+        clear_output(wait=True)
+        display(_bundle(_plain(fig)), raw=True)
+
+
+def in_ipython() -> bool:
+    """True inside an IPython kernel or shell (where ``display`` reaches a front end)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    return get_ipython() is not None
 
 
 _SEED_PART = re.compile(r"(^|__)seed=[^_]*(?=__|$)")

@@ -115,7 +115,8 @@ print(f"{summary['name']}: task {summary['task']}, metric family {summary['metri
 display(pd.DataFrame({"feature dim": summary["dims"], "sequence length": summary["seq_lens"]}))
 pd.Series(summary["sizes"], name="samples").to_frame().T
 '''),
-    md("## Training\n\nThe figure is redrawn after every epoch (`train(..., callback=...)`)."),
+    md("## Training\n\nThe figure is redrawn after every epoch (`train(..., callback=...)`); this cell shows nothing "
+       "else, since each redraw replaces the cell's output."),
     code('''
 rows: list[dict] = []
 title = f"{cfg.model} · {stage} · train rate {cfg.train_rate}"
@@ -162,6 +163,21 @@ assert isinstance(fig, go.Figure) and {"train_loss", "valid_loss"} <= {t.name fo
 if stage == "prompt-tune":
     assert metrics["parameters"]["frozen"] > 0, "prompt-tuning should freeze the backbone"
 print("ok")
+'''),
+    md("""
+## Try it: missing modalities, live
+
+The trained model re-evaluated on the test split as you move the missing rate or switch modalities off (every sample
+then falls into that missing mode). Live only in a running kernel; the figures above are the report.
+"""),
+    code('''
+from widgets import build_missing_explorer_panel
+
+# figure_widget=False: a plain figure in an Output (a FigureWidget would store ~5 MB of anywidget state here)
+explorer = build_missing_explorer_panel(result.model, ds, split="test", rate=cfg.eval_spec().rate,
+                                        figure_widget=False)
+assert explorer.state["result"]["metrics"], "the explorer evaluated nothing"
+explorer.widget
 '''),
 ]
 
@@ -288,6 +304,41 @@ assert set(runs["method"]) <= {t.name for t in fig_curve.data}
 assert isinstance(fig_curve, go.Figure) and isinstance(fig_modes, go.Figure)
 assert len(pd.read_csv(out_dir / "robustness.csv")) == len(curves)
 print("ok")
+'''),
+    md("""
+## Try it: one checkpoint, live
+
+Pick a checkpoint, then move the missing rate or switch modalities off: the model is re-evaluated on the test split
+with the same seeded masks as above (mask seed = first of `mask_seeds`). Live only in a running kernel.
+"""),
+    code('''
+import ipywidgets as W
+
+from widgets import build_missing_explorer_panel
+
+
+def explorer_for(path: str):
+    chosen, _ = load_model(path, device=dev)
+    # figure_widget=False: a plain figure in an Output (a FigureWidget would store ~5 MB of widget state here)
+    return build_missing_explorer_panel(chosen, ds, split="test", rate=0.5, seed=seed_list[0], protocol=protocol,
+                                        figure_widget=False)
+
+
+labels = [(f"{r.method} · seed {r.seed} · {r.run}", r.path) for r in runs.itertuples()]
+picker = W.Dropdown(options=labels, value=labels[0][1], description="checkpoint", layout=W.Layout(width="60%"))
+explorer = explorer_for(picker.value)
+holder = W.VBox([picker, explorer.widget])
+
+
+def on_pick(change) -> None:
+    global explorer
+    explorer = explorer_for(change["new"])
+    holder.children = (picker, explorer.widget)
+
+
+picker.observe(on_pick, names="value")
+assert explorer.state["result"]["metrics"], "the explorer evaluated nothing"
+holder
 '''),
 ]
 

@@ -5,7 +5,7 @@ Runs ``tests/browser`` (headless Chromium; see docs/browser_tests.md), which wri
 ``tests/browser/_output/``, then copies
 
 * a JupyterLab widget panel  -> ``docs/screenshot_jupyterlab_widgets.png``
-  (first of ``02_robustness``, ``01_train``, ``03_prompt_attention``, ``04_attributions``;
+  (first of ``01_train``, ``02_robustness``, ``03_prompt_attention``, ``04_attributions``;
   ``<notebook>_widget_panel.png``)
 * an HTML report             -> ``docs/screenshot_report.png``
   (``report_robustness.png``, else the first ``report_*.png``)
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "browser" / "_output"
 DOCS = ROOT / "docs"
-WIDGET_SOURCES = ("02_robustness", "01_train", "03_prompt_attention", "04_attributions")
+WIDGET_SOURCES = ("01_train", "02_robustness", "03_prompt_attention", "04_attributions")
 TARGET_WIDGETS = DOCS / "screenshot_jupyterlab_widgets.png"
 TARGET_REPORT = DOCS / "screenshot_report.png"
 

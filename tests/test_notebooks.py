@@ -87,6 +87,29 @@ def test_train_runs_wrote_metrics(tiny_batch):
 
 
 @pytest.mark.notebook
+def test_train_notebook_live_plot_and_panel(tiny_batch):
+    """01's live plot leaves one figure (the final one) in its cell, plotly.js sits in the setup cell (a live update
+    clears its own cell), and the notebook ends with the missing-modality explorer panel."""
+    folder = tiny_batch["out"] / "pretrain"
+    nb = nbformat.read(str(folder / "notebook.ipynb"), as_version=4)
+    epochs = json.loads((folder / "metrics.json").read_text())["epochs_run"]
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    setup = next(c for c in code_cells if "setup_notebook(" in c.source)
+    assert any("plotly.js v" in o.get("data", {}).get("text/html", "") for o in setup.outputs), \
+        "plotly.js is not embedded in the setup cell"
+    live = next(c for c in code_cells if "live = show(" in c.source)
+    assert len(live.outputs) == 1, [o.get("output_type") for o in live.outputs]
+    fig = live.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    train_trace = next(t for t in fig["data"] if t.get("name") == "train_loss")
+    x = train_trace["x"]
+    n_points = len(x) if isinstance(x, list) else int(str(x.get("shape", "0")).split(",")[0])
+    assert n_points == epochs, (n_points, epochs)
+    last = code_cells[-1]
+    assert "build_missing_explorer_panel" in last.source
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)
+
+
+@pytest.mark.notebook
 def test_reports_are_offline_with_plotly_once(tiny_batch):
     out = tiny_batch["out"]
     for html_file in [out / "index.html", *sorted(out.glob("*/report.html"))]:

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 
 from mplmm import interpret as I
 from mplmm.constants import MODALITIES, MODE_NAMES, N_MODES
+from mplmm.notebook import in_ipython
 from mplmm.plots import interpret as PI
 
 _MODE_OPTIONS = [(f"{k}: {MODE_NAMES[k]}", k) for k in range(N_MODES)]
@@ -51,14 +52,6 @@ def replace_figure(target: go.Figure, new: go.Figure) -> None:
         target.add_traces(list(new.data))
 
 
-def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    return get_ipython() is not None
-
-
 class Panel:
     """Controls + figure + message, wired by the ``build_*_panel`` factories."""
 
@@ -82,7 +75,7 @@ class Panel:
     # -- helpers used by the factories -----------------------------------------------------------------------------
     def show_figure(self, fig: go.Figure) -> None:
         replace_figure(self.figure, fig)
-        if self._output is not None and _in_ipython():
+        if self._output is not None and in_ipython():
             # Set the Output's outputs directly instead of `with output: display(...)`: under papermill nbclient's
             # output-widget capture once left the cell hanging. Only plotly's own mimetype: the renderer bundle would
             # re-activate the "notebook" renderer and embed plotly.js a second time.
@@ -224,7 +217,8 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
 
     controls: dict[str, W.Widget] = {
         "rate": W.FloatSlider(value=float(rate), min=0.0, max=1.0, step=0.05, description="missing rate",
-                              continuous_update=False, readout_format=".2f"),
+                              continuous_update=False, readout_format=".2f",
+                              style={"description_width": "initial"}),
     }
     for name in MODALITIES:
         controls[name] = W.ToggleButton(value=True, description=name, icon="check", tooltip=f"{name} present")

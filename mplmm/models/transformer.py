@@ -87,9 +87,12 @@ class MultiheadAttention(nn.Module):
         value: Optional[torch.Tensor] = None,
         attn_mask: Optional[torch.Tensor] = None,
         need_weights: bool = False,
+        is_causal: bool = False,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``query (B, Lq, E)``; ``key``/``value`` ``(B, Lk, E)`` (None: self-attention; value None: = key).
 
+        ``is_causal`` (square attention only, instead of ``attn_mask``): key ``j`` hidden from query ``i`` when
+        ``j > i``, which lets the CPU flash kernel skip masked blocks without reading a mask.
         Returns the output and, when ``need_weights``, the per-head weights ``(B, H, Lq, Lk)``.
         """
         e = self.embed_dim
@@ -106,6 +109,11 @@ class MultiheadAttention(nn.Module):
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         dropout = self.attn_dropout if self.training else 0.0
         weights = None
+        if is_causal:
+            if attn_mask is not None or q.shape[-2] != k.shape[-2]:
+                raise ValueError("is_causal needs square attention and no attn_mask")
+            if need_weights:
+                attn_mask, is_causal = offset_causal_mask(q.shape[-2], k.shape[-2], q.device), False
         if need_weights:
             scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
             if attn_mask is not None:
@@ -113,7 +121,8 @@ class MultiheadAttention(nn.Module):
             weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
             out = F.dropout(weights, dropout, self.training) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout,
+                                                 is_causal=is_causal)
         b, _, lq, _ = out.shape
         out = out.transpose(1, 2).reshape(b, lq, e)
         return self.out_proj(out), weights
@@ -145,9 +154,12 @@ class TransformerEncoderLayer(nn.Module):
             kv = ln0(x)
             x = x[:, -1:]
             h, w = self.self_attn(kv[:, -1:], kv, kv, None, need_weights)
+        elif x_k is None:
+            # self-attention: MulT's mask is the plain causal one (|L_k - L_q| = 0)
+            h, w = self.self_attn(ln0(x), None, None, None, need_weights, is_causal=self.attn_mask)
         else:
             mask = offset_causal_mask(x.shape[1], len_k, x.device) if self.attn_mask else None
-            k = None if x_k is None else ln0(x_k)
+            k = ln0(x_k)
             v = k if x_v is None or x_v is x_k else ln0(x_v)
             h, w = self.self_attn(ln0(x), k, v, mask, need_weights)
         x = x + F.dropout(h, self.res_dropout, self.training)

@@ -1,0 +1,14 @@
+"""The benchmark script runs and ends with its machine-readable line (figures are not asserted: no timed tests)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_train_quick_prints_machine_readable_line():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--quick", "--threads", "1"],
+                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    assert re.fullmatch(r"train_samples_per_s=[\d.]+ infer_samples_per_s=[\d.]+ peak_rss_mb=\d+", out[-1]), out[-1]
+    assert any(line.startswith("FLOPs per sample: forward") for line in out)
