@@ -53,6 +53,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_attention.py
 
 clean:
 	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache

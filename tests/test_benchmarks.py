@@ -12,3 +12,12 @@ def test_bench_train_quick_prints_machine_readable_line():
                          capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
     assert re.fullmatch(r"train_samples_per_s=[\d.]+ infer_samples_per_s=[\d.]+ peak_rss_mb=\d+", out[-1]), out[-1]
     assert any(line.startswith("FLOPs per sample: forward") for line in out)
+
+
+def test_bench_attention_prints_bounds():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_attention.py"), "--batch", "2", "--reps",
+                          "1", "--threads", "1"],
+                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    assert re.fullmatch(r"attention_bound_infer_samples_per_s=[\d.]+ attention_bound_train_samples_per_s=[\d.]+",
+                        out[-1]), out[-1]
+    assert sum(" x5" in line for line in out) == 6  # the six crossmodal transformers, five layers each
