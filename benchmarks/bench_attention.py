@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mplmm.models.mult import CROSSMODAL  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import mplmm.models.transformer as T  # noqa: E402
 from mplmm.models.transformer import offset_causal_mask  # noqa: E402
 
 LENS = {"l": 50, "a": 375, "v": 500}
@@ -40,13 +42,16 @@ def calls() -> list[tuple[str, int, int, int, str]]:
 
 def time_call(b: int, lq: int, lk: int, e: int, kind: str, reps: int, backward: bool) -> float:
     hd = e // HEADS
+    # as the model calls it: narrow heads computed zero-padded to CPU_SDPA_MIN_HEAD_DIM on CPU
+    width = T.CPU_SDPA_MIN_HEAD_DIM if 0 < hd < T.CPU_SDPA_MIN_HEAD_DIM else hd
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(b, HEADS, n, hd, generator=g, requires_grad=backward) for n in (lq, lk, lk))
+    q, k, v = (F.pad(torch.randn(b, HEADS, n, hd, generator=g), (0, width - hd)).requires_grad_(backward)
+               for n in (lq, lk, lk))
     mask = offset_causal_mask(lq, lk) if kind == "offset" else None
-    grad = torch.randn(b, HEADS, lq, hd, generator=g)
+    grad = torch.randn(b, HEADS, lq, width, generator=g)
 
     def run() -> None:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kind == "causal")
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kind == "causal", scale=hd ** -0.5)
         if backward:
             out.backward(grad)
 
@@ -64,8 +69,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per shape (best is kept)")
+    ap.add_argument("--no-pad", action="store_true", help="SDPA at the true head widths (no zero-padding to 16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.no_pad:
+        T.CPU_SDPA_MIN_HEAD_DIM = 0
     cache: dict[tuple, tuple[float, float]] = {}
     fwd_total = train_total = 0.0
     rows = []
@@ -77,7 +85,8 @@ def main() -> None:
         fwd_total += f
         train_total += t
         rows.append((name, lq, lk, e, kind, f, t))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
+          f"CPU heads padded to width {T.CPU_SDPA_MIN_HEAD_DIM or 'off'}")
     print(f"{'module':28s} {'Lq':>5s} {'Lk':>5s} {'E':>3s} {'mask':>7s} {'fwd ms':>8s} {'fwd+bwd ms':>11s}")
     seen = set()
     for name, lq, lk, e, kind, f, t in rows:

@@ -62,6 +62,31 @@ def test_encoder_fast_equals_naive(lq, lk):
         assert last.shape == (3, 1, 12) and (last[:, 0] - fast[:, -1]).abs().max() < TOL
 
 
+@pytest.mark.parametrize("width", [0, 16])
+@pytest.mark.parametrize("lq,lk", [(None, None), (5, 9), (9, 5)])
+def test_encoder_gradients_equal_naive_with_and_without_head_padding(monkeypatch, width, lq, lk):
+    """Narrow heads are computed zero-padded on CPU (``CPU_SDPA_MIN_HEAD_DIM``): outputs and the gradients of inputs
+    and weights equal the naive encoder either way (heads of width 4 here)."""
+    import mplmm.models.transformer as T
+
+    monkeypatch.setattr(T, "CPU_SDPA_MIN_HEAD_DIM", width)
+    torch.manual_seed(1)
+    enc = TransformerEncoder(12, 3, 2).eval()
+    x = torch.randn(2, lq or 6, 12, requires_grad=True)
+    xk = None if lk is None else torch.randn(2, lk, 12, requires_grad=True)
+    grad = torch.randn(2, lq or 6, 12)
+    fast, _ = enc(x, xk)
+    inputs = ([x] if xk is None else [x, xk]) + list(enc.parameters())  # inputs and weights
+    g_fast = torch.autograd.grad(fast, inputs, grad, allow_unused=True)
+    slow = naive_encoder(enc, x, xk)
+    g_slow = torch.autograd.grad(slow, inputs, grad, allow_unused=True)
+    assert (fast - slow).abs().max() < TOL
+    for a, b in zip(g_fast, g_slow):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape and (a - b).abs().max() < 1e-4
+
+
 def test_mult_fast_equals_naive():
     torch.manual_seed(1)
     dims, seqs = (7, 5, 4), (4, 9, 6)
