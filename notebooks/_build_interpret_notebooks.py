@@ -195,6 +195,16 @@ results = {
     "pca_explained_variance": sim.explained_variance if has_prompts else None,
     "generation": gen_summary.to_dict("records"),
 }
+# headline numbers for the batch index (mplmm.batch.key_metrics)
+key = {}
+if len(share):
+    last = share[share["layer"] == share.groupby("module")["layer"].transform("max")]
+    key["prompt share (last layer)"] = float(last["share"].mean())
+    key["uniform share"] = float(last["uniform"].mean())
+if len(gen_summary):
+    key["generation cosine"] = float(gen_summary["cosine"].mean())
+    key["generation rel. MSE"] = float(gen_summary["rel_mse"].mean())
+results["key_metrics"] = key
 write_metrics(out_dir / "metrics.json", results)
 sorted(p.name for p in out_dir.iterdir())
 '''),
@@ -405,6 +415,12 @@ results = {
     .to_dict("records"),
     "timings_s": timings,
 }
+# headline numbers for the batch index (mplmm.batch.key_metrics)
+key = {f"share {r.modality} (complete)": float(r.share)
+       for r in importance[importance["mode"] == 6].itertuples()}
+if 6 in deltas:
+    key["IG gap (complete)"] = float(deltas[6].abs().mean())
+results["key_metrics"] = key
 write_metrics(out_dir / "metrics.json", results)
 sorted(p.name for p in out_dir.iterdir())
 '''),

@@ -110,6 +110,20 @@ def test_train_notebook_live_plot_and_panel(tiny_batch):
 
 
 @pytest.mark.notebook
+def test_interpretation_runs_report_key_metrics(tiny_batch):
+    """03/04 put headline numbers in metrics.json["key_metrics"], and the batch index shows them."""
+    out = tiny_batch["out"]
+    index = pd.read_csv(out / "index.csv").set_index("run")
+    expected = {"attention": "prompt share (last layer)", "attributions": "share text (complete)"}
+    for run, key in expected.items():
+        if not (out / run).is_dir():
+            pytest.skip(f"tiny grid has no {run} stage")
+        km = json.loads((out / run / "metrics.json").read_text())["key_metrics"]
+        assert key in km and 0 <= km[key] <= 1, km
+        assert index.loc[run, key] == pytest.approx(km[key])
+
+
+@pytest.mark.notebook
 def test_reports_are_offline_with_plotly_once(tiny_batch):
     out = tiny_batch["out"]
     for html_file in [out / "index.html", *sorted(out.glob("*/report.html"))]:
