@@ -13,6 +13,40 @@ import sys
 
 from _build_notebooks import code, md, run  # shared cell helpers and writer (same folder)
 
+#: start of each notebook's derived-values cell (the notebook-specific lines follow)
+DERIVED_HEAD = '''
+# derived values (never in the parameters cell: papermill does not recompute them)
+from pathlib import Path
+
+from mplmm.utils import resolve_device
+
+out_dir = Path(output_dir)
+out_dir.mkdir(parents=True, exist_ok=True)
+device = str(resolve_device(device))  # "auto" -> "cuda" or "cpu"
+'''
+
+
+def setup_cell(constants: str) -> str:
+    """The imports + ``setup_notebook`` cell; ``constants``: the names imported from ``mplmm.constants``."""
+    return f'''
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from IPython.display import display
+
+from mplmm import interpret as I
+from mplmm.constants import {constants}
+from mplmm.data import load_dataset
+from mplmm.notebook import setup_notebook, show, write_metrics
+from mplmm.plots import interpret as PI
+
+setup_notebook(seed)
+'''
+
+
 MODEL_CELL = '''
 ds = load_dataset(dataset, verbose=False)
 t0 = time.time()
@@ -50,36 +84,11 @@ seed: int = 0  # seed (tiny model training, plotting)
 output_dir: str = "runs/attention_demo"  # metrics.json (and the tiny model's checkpoints) go here
 device: str = "cpu"  # "cpu", "cuda", "auto"
 ''', "parameters"),
-    code('''
-# derived values (never in the parameters cell: papermill does not recompute them)
-from pathlib import Path
-
-from mplmm.utils import resolve_device
-
-out_dir = Path(output_dir)
-out_dir.mkdir(parents=True, exist_ok=True)
-device = str(resolve_device(device))  # "auto" -> "cuda" or "cpu"
-n_samples = int(n_samples)
+    code(DERIVED_HEAD + '''n_samples = int(n_samples)
 ALL_MODES = list(range(7))
 GRID_MODES = [6, 0, 5]  # complete, text missing, audio+vision missing: full memory-transformer maps
 '''),
-    code('''
-import json
-import time
-
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
-from IPython.display import display
-
-from mplmm import interpret as I
-from mplmm.constants import MODALITIES, MODE_NAMES
-from mplmm.data import load_dataset
-from mplmm.notebook import setup_notebook, show, write_metrics
-from mplmm.plots import interpret as PI
-
-setup_notebook(seed)
-'''),
+    code(setup_cell("MODALITIES, MODE_NAMES")),
     md("## Model and data"),
     code(MODEL_CELL),
     code('''
@@ -271,38 +280,13 @@ seed: int = 0  # seed (tiny model training, plotting)
 output_dir: str = "runs/attributions_demo"  # metrics.json (and the tiny model's checkpoints) go here
 device: str = "cpu"  # "cpu", "cuda", "auto"
 ''', "parameters"),
-    code('''
-# derived values (never in the parameters cell: papermill does not recompute them)
-from pathlib import Path
-
-from mplmm.utils import resolve_device
-
-out_dir = Path(output_dir)
-out_dir.mkdir(parents=True, exist_ok=True)
-device = str(resolve_device(device))  # "auto" -> "cuda" or "cpu"
-n_samples, ig_steps, internal_batch_size = int(n_samples), int(ig_steps), int(internal_batch_size)
+    code(DERIVED_HEAD + '''n_samples, ig_steps, internal_batch_size = int(n_samples), int(ig_steps), int(internal_batch_size)
 ALL_MODES = list(range(7))
 SAMPLE_MODES = [6, 0]  # per-sample heatmaps: complete and text missing
 SUMMARY_MODES = [6, 0, 1, 2]  # dataset-level summaries: complete and each single modality missing
 SUMMARY_SAMPLES = 2 * n_samples  # dataset-level summaries use the first 2 × n_samples samples of the split
 '''),
-    code('''
-import json
-import time
-
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
-from IPython.display import display
-
-from mplmm import interpret as I
-from mplmm.constants import MODALITIES, MODE_NAMES, MODE_PRESENT
-from mplmm.data import load_dataset
-from mplmm.notebook import setup_notebook, show, write_metrics
-from mplmm.plots import interpret as PI
-
-setup_notebook(seed)
-'''),
+    code(setup_cell("MODALITIES, MODE_NAMES, MODE_PRESENT")),
     md("## Model and data"),
     code(MODEL_CELL),
     code('''
