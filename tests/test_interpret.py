@@ -12,26 +12,11 @@ from torch import nn
 
 from mplmm import interpret as I
 from mplmm.constants import MODALITIES, MODE_PRESENT
-from mplmm.data.schema import MultimodalDataset, Split
 from mplmm.models import create_model
 from mplmm.plots import interpret as PI
+from tiny_data import DIMS, SEQS, tiny_dataset
 
-DIMS, SEQS = (6, 5, 4), (5, 6, 7)
 SMALL = dict(dims=DIMS, seq_lens=SEQS, layers=2, d=10, num_heads=5)
-
-
-def tiny_dataset(n: int = 10, task: str = "regression", seed: int = 0) -> MultimodalDataset:
-    rng = np.random.default_rng(seed)
-
-    def split(name: str) -> Split:
-        x = [rng.normal(size=(n, t, d)).astype(np.float32) for d, t in zip(DIMS, SEQS)]
-        y = (rng.normal(size=n).astype(np.float32) if task == "regression"
-             else rng.integers(0, 3, size=n).astype(np.int64))
-        return Split(*x, y, np.array([f"{name}{i}" for i in range(n)]))
-
-    cls = dict(task="classification", class_names=["a", "b", "c"], metric_family="iemocap") \
-        if task == "classification" else dict(label_range=(-3.0, 3.0))
-    return MultimodalDataset("tiny", {s: split(s) for s in ("train", "valid", "test")}, **cls)
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,14 @@ from torch import nn
 
 pytest.importorskip("ipywidgets")
 
-from mplmm.data.schema import MultimodalDataset, Split  # noqa: E402
 from mplmm.models import create_model  # noqa: E402
 from widgets import (build_attention_panel, build_attribution_panel, build_missing_explorer_panel,  # noqa: E402
                      build_run_explorer_panel)
-
-DIMS, SEQS = (6, 5, 4), (5, 6, 7)
-
-
-def _ds(n: int = 12) -> MultimodalDataset:
-    rng = np.random.default_rng(0)
-
-    def split(name: str) -> Split:
-        x = [rng.normal(size=(n, t, d)).astype(np.float32) for d, t in zip(DIMS, SEQS)]
-        return Split(*x, rng.normal(size=n).astype(np.float32), np.array([f"{name}{i}" for i in range(n)]))
-
-    return MultimodalDataset("tiny", {s: split(s) for s in ("train", "valid", "test")}, label_range=(-3.0, 3.0))
-
+from tiny_data import DIMS, SEQS, tiny_dataset  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ds():
-    return _ds()
+    return tiny_dataset(12)
 
 
 @pytest.fixture(scope="module")
