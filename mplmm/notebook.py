@@ -109,28 +109,14 @@ def show(fig: Any, live: bool = False):
     """
     from IPython.display import display
 
-    fig = _plain(fig)
-    if not live:
-        display(fig)
-        return None
-    display(_bundle(fig), raw=True)
-    return _LiveHandle()
+    display(_plain(fig))
+    return _LiveHandle() if live else None
 
 
 def _plain(fig: Any):
     import plotly.graph_objects as go
 
     return go.Figure(fig) if isinstance(fig, go.FigureWidget) else fig
-
-
-def _bundle(fig: Any) -> dict:
-    """The figure's MIME bundle under the default renderers, as ``fig.show()`` builds it.
-
-    (A figure's own ``_ipython_display_`` ignores display ids, so live updates would append copies.)
-    """
-    from plotly.io._renderers import renderers
-
-    return renderers._build_mime_bundle(fig.to_dict())
 
 
 class _LiveHandle:
@@ -140,7 +126,7 @@ class _LiveHandle:
         from IPython.display import clear_output, display
 
         clear_output(wait=True)
-        display(_bundle(_plain(fig)), raw=True)
+        display(_plain(fig))
 
 
 def in_ipython() -> bool:

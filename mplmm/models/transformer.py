@@ -176,7 +176,6 @@ class TransformerEncoderLayer(nn.Module):
                 need_weights: bool = False, last_only: bool = False):
         """One layer. ``last_only`` (self-attention) computes only the last query row, exactly: MulT's mask never
         hides a key from the last query, and later positions do not feed back into earlier ones."""
-        len_k = x.shape[1] if x_k is None else x_k.shape[1]
         ln0 = self.layer_norms[0]
         if last_only and x_k is None:
             kv = ln0(x)
@@ -186,7 +185,7 @@ class TransformerEncoderLayer(nn.Module):
             # self-attention: MulT's mask is the plain causal one (|L_k - L_q| = 0)
             h, w = self.self_attn(ln0(x), None, None, None, need_weights, is_causal=self.attn_mask)
         else:
-            mask = offset_causal_mask(x.shape[1], len_k, x.device) if self.attn_mask else None
+            mask = offset_causal_mask(x.shape[1], x_k.shape[1], x.device) if self.attn_mask else None
             k = ln0(x_k)
             v = k if x_v is None or x_v is x_k else ln0(x_v)
             h, w = self.self_attn(ln0(x), k, v, mask, need_weights)
