@@ -35,6 +35,7 @@ import hashlib
 import html
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -52,6 +53,9 @@ KERNEL_DISPLAY_NAME = "Python (mplmm)"
 KERNEL_ENV = {"PLOTLY_RENDERER": "plotly_mimetype+notebook", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
 GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout"}
 DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run instead of blocking the batch
+# After a cell's reply, how long its last outputs may take to arrive before the run fails. papermill's default, 4 s,
+# is too short on a loaded 2-core machine (the setup cell's output carries plotly.js, ~4 MB).
+IOPUB_TIMEOUT_S = 120
 STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout"}
 INJECTED = "output_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding mplmm/ (has notebooks/ when editable)
@@ -387,6 +391,20 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _log_warnings_to(stream: Any) -> Iterator[None]:
+    """Copy papermill's / nbclient's warnings (e.g. a lost cell output) into the run's ``log.txt``."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s %(message)s"))
+    logger = logging.getLogger("papermill")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 # ------------------------------------------------------------------------------------------------------ execution
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -396,11 +414,13 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
-def export_html(notebook: Union[str, os.PathLike], html_path: Union[str, os.PathLike], no_input: bool = False) -> Path:
+def export_html(notebook: Union[str, os.PathLike], html_path: Union[str, os.PathLike], no_input: bool = False,
+                failure: Optional[str] = None) -> Path:
     """Export an executed notebook to a self-contained HTML file that loads nothing from the network.
 
     Uses the JupyterLab template without its CDN scripts (require.js, MathJax, mermaid, widget manager); plotly
     figures rendered by the ``notebook`` renderer carry plotly.js once. ``no_input`` hides code cells and prompts.
+    ``failure`` (the run's error) is shown in a banner above the first cell: a failed run's report says so.
     """
     import jinja2
     import nbformat
@@ -411,10 +431,24 @@ def export_html(notebook: Union[str, os.PathLike], html_path: Union[str, os.Path
                             exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input)
     nb = nbformat.read(str(notebook), as_version=4)
     nb.metadata.pop("widgets", None)
+    if failure:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"<div style=\"border:2px solid #c62828;background:#fdecea;padding:8px 12px\"><b>This run FAILED</b>: "
+            f"{html.escape(failure)}<br>Outputs below stop where it failed; see <code>status.json</code> and "
+            f"<code>log.txt</code> beside this report.</div>"))
     body, _ = exporter.from_notebook_node(nb)
     out = Path(html_path)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def _failure_text(status: dict) -> Optional[str]:
+    """One line naming a failed run's error (None for a run that did not fail)."""
+    if status.get("status") != "failed":
+        return None
+    err = status.get("error") or {}
+    cell = f" (cell {err['cell']})" if err.get("cell") is not None else ""
+    return f"{err.get('name', 'error')}{cell}: {err.get('message', '')}"
 
 
 def _read_status(folder: Path) -> dict:
@@ -447,12 +481,13 @@ def execute_run(job: dict) -> dict:
     _write_status(folder, status)
     t0 = time.time()
     env = {**{k: v for k, v in KERNEL_ENV.items() if k not in os.environ}, **job.get("env", {})}
-    with _environ(env), open(folder / "log.txt", "w") as log:
+    with _environ(env), open(folder / "log.txt", "w") as log, _log_warnings_to(log):
         try:
             pm.execute_notebook(job["notebook"], str(nb_out), parameters=job["params"], kernel_name=job["kernel"],
                                 cwd=job["root"], progress_bar=False, log_output=False, stdout_file=log,
                                 stderr_file=log, execution_timeout=job.get("timeout"),
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP-transport warnings
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warnings
+                                iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
             status["status"] = "ok"
         except pm.PapermillExecutionError as exc:
             status["status"] = "failed"
@@ -464,7 +499,7 @@ def execute_run(job: dict) -> dict:
     status["duration_s"] = round(time.time() - t0, 2)
     if nb_out.is_file():
         try:
-            export_html(nb_out, folder / "report.html", no_input=job["no_input"])
+            export_html(nb_out, folder / "report.html", no_input=job["no_input"], failure=_failure_text(status))
         except Exception as exc:  # noqa: BLE001 - a report failure must not hide the run's own status
             status["report_error"] = f"{type(exc).__name__}: {_short(exc, 200)}"
     _write_status(folder, status)

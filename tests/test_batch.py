@@ -164,6 +164,38 @@ def test_export_html_is_offline(tmp_path):
     assert "secret_code_marker" not in hidden and "trace-one" in hidden and "Title" in hidden
 
 
+def test_failed_run_report_has_a_banner(tmp_path):
+    nb = _fake_notebook(tmp_path)
+    text = export_html(nb, tmp_path / "r.html", failure="DataError (cell 3): x.npz: key 'audio' <missing>").read_text()
+    assert "This run FAILED" in text and "DataError (cell 3)" in text and "&lt;missing&gt;" in text
+    assert text.index("This run FAILED") < text.index("trace-one")
+    assert "This run FAILED" not in export_html(nb, tmp_path / "ok.html").read_text()
+    assert batch._failure_text({"status": "ok"}) is None
+    assert batch._failure_text({"status": "failed", "error": {"name": "E", "message": "m", "cell": 2}}) == "E (cell 2): m"
+
+
+def test_execute_run_waits_for_late_outputs(tmp_path, monkeypatch):
+    """papermill fails a run whose cell outputs arrive > 4 s after the cell's reply; runs must wait longer."""
+    import papermill
+
+    seen = {}
+
+    def fake_execute(src, dst, **kwargs):
+        seen.update(kwargs)
+        import logging
+
+        logging.getLogger("papermill").warning("Timeout waiting for IOPub output")  # as nbclient logs it
+        Path(dst).write_text(_fake_notebook(tmp_path).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    job = {"folder": str(tmp_path / "run"), "stage": "s", "notebook": "nb.ipynb", "params": {}, "point": {},
+           "no_input": False, "kernel": "python3", "root": str(tmp_path)}
+    status = batch.execute_run(job)
+    assert status["status"] == "ok" and (tmp_path / "run" / "report.html").is_file()
+    assert seen["iopub_timeout"] >= 60 and seen["raise_on_iopub_timeout"] is True
+    assert "Timeout waiting for IOPub output" in (tmp_path / "run" / "log.txt").read_text()  # warnings kept
+
+
 def test_write_index_with_robustness_and_failures(tmp_path):
     spec = _grid(output_root=str(tmp_path / "out"))
     g = load_grid(spec, root=ROOT)

@@ -197,7 +197,9 @@ def test_failing_run_is_recorded_and_batch_continues(tmp_path, kernel):
     bad = _status(out / "bad")
     assert bad["status"] == "failed" and bad["error"]["name"] == "DataError"
     assert "no_such_data.npz" in bad["error"]["message"] and bad["duration_s"] > 0
-    assert (out / "bad" / "report.html").is_file()  # the failed notebook is still rendered
+    bad_report = (out / "bad" / "report.html").read_text()  # the failed notebook is still rendered, and says so
+    assert "This run FAILED" in bad_report and "DataError" in bad_report
+    assert "This run FAILED" not in (out / "good__value=1" / "report.html").read_text()
     dep = _status(out / "after_bad")
     assert dep["status"] == "failed" and dep["error"]["name"] == "DependencyError"
     for v in (1, 2):

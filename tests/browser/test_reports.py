@@ -74,6 +74,10 @@ def grid_output(tmp_path_factory) -> Path:
     t0 = time.time()
     index = run_grid(grid, jobs=2, root=ROOT, progress=False)
     (base / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+    failed = {p.parent.name: json.loads(p.read_text()).get("error") for p in sorted(index.parent.glob("*/status.json"))
+              if json.loads(p.read_text()).get("status") != "ok"}
+    if failed:  # say why, instead of failing later on a report without figures
+        pytest.fail(f"grid runs failed under {index.parent}: {failed}", pytrace=False)
     return index.parent
 
 
@@ -114,7 +118,8 @@ def _open_offline(browser, html: Path, shot: Path) -> dict:
         page.screenshot(path=str(shot))
     finally:
         page.close()
-    info.update(blocked=blocked, console=console, errors=errors, drawn=drawn, page=str(html))
+    info.update(blocked=blocked, console=console, errors=errors, drawn=drawn, page=str(html),
+                in_file=html.read_text(encoding="utf-8", errors="replace").count('class="plotly-graph-div"'))
     return info
 
 
@@ -128,7 +133,7 @@ def _problems(info: dict) -> list[str]:
         out.append(f"uncaught JavaScript errors: {info['errors'][:5]}")
     plots = info["plots"]
     if not plots:
-        out.append("no plotly figure in the page")
+        out.append(f"no plotly figure in the page ({info['in_file']} plotly divs in the file)")
     elif not info["plotly"]:
         out.append("plotly.js did not load (window.Plotly missing)")
     blank = [p["id"] for p in plots if p["svg"] == 0 or (p["data"] > 0 and p["traces"] == 0) or p["width"] < 50]
