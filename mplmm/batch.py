@@ -56,6 +56,7 @@ DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run i
 # After a cell's reply, how long its last outputs may take to arrive before the run fails. papermill's default, 4 s,
 # is too short on a loaded 2-core machine (the setup cell's output carries plotly.js, ~4 MB).
 IOPUB_TIMEOUT_S = 120
+TRANSIENT_RETRIES = 1  # a run whose kernel died / did not start / lost outputs is run once more (see is_transient)
 STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout"}
 INJECTED = "output_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding mplmm/ (has notebooks/ when editable)
@@ -442,6 +443,17 @@ def export_html(notebook: Union[str, os.PathLike], html_path: Union[str, os.Path
     return out
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True for failures of the machinery rather than of the notebook: the kernel died or did not start, or a cell's
+    outputs never arrived. ``execute_run`` runs the notebook again after one (a training run resumes from last.pt)."""
+    name, text = type(exc).__name__, str(exc)
+    if name == "DeadKernelError":
+        return True
+    if name == "CellTimeoutError":
+        return "IOPub" in text  # the per-cell execution timeout (a hung cell) is not retried
+    return name == "RuntimeError" and ("Kernel didn't respond" in text or "Kernel died before replying" in text)
+
+
 def _failure_text(status: dict) -> Optional[str]:
     """One line naming a failed run's error (None for a run that did not fail)."""
     if status.get("status") != "failed":
@@ -481,21 +493,32 @@ def execute_run(job: dict) -> dict:
     _write_status(folder, status)
     t0 = time.time()
     env = {**{k: v for k, v in KERNEL_ENV.items() if k not in os.environ}, **job.get("env", {})}
+    attempts = 1 + max(int(job.get("retries", TRANSIENT_RETRIES)), 0)
     with _environ(env), open(folder / "log.txt", "w") as log, _log_warnings_to(log):
-        try:
-            pm.execute_notebook(job["notebook"], str(nb_out), parameters=job["params"], kernel_name=job["kernel"],
-                                cwd=job["root"], progress_bar=False, log_output=False, stdout_file=log,
-                                stderr_file=log, execution_timeout=job.get("timeout"),
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warnings
-                                iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
-            status["status"] = "ok"
-        except pm.PapermillExecutionError as exc:
-            status["status"] = "failed"
-            status["error"] = {"name": exc.ename, "message": _short(exc.evalue), "cell": exc.exec_count}
-        except Exception as exc:  # noqa: BLE001 - kernel death, missing kernel, bad notebook: record and go on
-            status["status"] = "failed"
-            status["error"] = {"name": type(exc).__name__, "message": _short(exc)}
-            log.write(traceback.format_exc())
+        for attempt in range(1, attempts + 1):
+            status["attempts"] = attempt
+            try:
+                pm.execute_notebook(job["notebook"], str(nb_out), parameters=job["params"], kernel_name=job["kernel"],
+                                    cwd=job["root"], progress_bar=False, log_output=False, stdout_file=log,
+                                    stderr_file=log, execution_timeout=job.get("timeout"),
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warnings
+                                    iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
+                status.update(status="ok", error=None)
+                break
+            except pm.PapermillExecutionError as exc:  # the notebook's own error: never retried
+                status["status"] = "failed"
+                status["error"] = {"name": exc.ename, "message": _short(exc.evalue), "cell": exc.exec_count}
+                break
+            except Exception as exc:  # noqa: BLE001 - kernel death, missing kernel, bad notebook: record and go on
+                status["status"] = "failed"
+                status["error"] = {"name": type(exc).__name__, "message": _short(exc)}
+                log.write(traceback.format_exc())
+                if not is_transient(exc) or attempt == attempts:
+                    break
+                status.setdefault("retried_after", []).append(status["error"])
+                log.write(f"\n[mplmm] attempt {attempt} of {attempts} failed ({status['error']['name']}); "
+                          "running the notebook again\n")
+                log.flush()
     status["duration_s"] = round(time.time() - t0, 2)
     if nb_out.is_file():
         try:

@@ -188,12 +188,55 @@ def test_execute_run_waits_for_late_outputs(tmp_path, monkeypatch):
         Path(dst).write_text(_fake_notebook(tmp_path).read_text())
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
-    job = {"folder": str(tmp_path / "run"), "stage": "s", "notebook": "nb.ipynb", "params": {}, "point": {},
-           "no_input": False, "kernel": "python3", "root": str(tmp_path)}
-    status = batch.execute_run(job)
+    status = batch.execute_run(_job(tmp_path))
     assert status["status"] == "ok" and (tmp_path / "run" / "report.html").is_file()
     assert seen["iopub_timeout"] >= 60 and seen["raise_on_iopub_timeout"] is True
     assert "Timeout waiting for IOPub output" in (tmp_path / "run" / "log.txt").read_text()  # warnings kept
+
+
+def _job(tmp_path: Path, name: str = "run", **extra) -> dict:
+    return {"folder": str(tmp_path / name), "stage": "s", "notebook": "nb.ipynb", "params": {}, "point": {},
+            "no_input": False, "kernel": "python3", "root": str(tmp_path), **extra}
+
+
+def test_execute_run_retries_only_machinery_failures(tmp_path, monkeypatch):
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    calls = []
+
+    def flaky(errors):
+        def fake_execute(src, dst, **kwargs):
+            calls.append(dst)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+            Path(dst).write_text(_fake_notebook(tmp_path).read_text())
+        return fake_execute
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky([DeadKernelError("Kernel died")]))
+    status = batch.execute_run(_job(tmp_path))
+    assert status["status"] == "ok" and status["error"] is None and status["attempts"] == 2 and len(calls) == 2
+    assert status["retried_after"][0]["name"] == "DeadKernelError"
+    assert "attempt 1 of 2 failed (DeadKernelError)" in (tmp_path / "run" / "log.txt").read_text()
+
+    for exc in (DeadKernelError("again"), DeadKernelError("and again")), (RuntimeError("Kernel didn't respond in 60 seconds"),) * 2:
+        calls.clear()
+        monkeypatch.setattr(papermill, "execute_notebook", flaky(list(exc)))
+        status = batch.execute_run(_job(tmp_path, "twice"))  # one retry, then the failure stands
+        assert status["status"] == "failed" and status["attempts"] == 2 and len(calls) == 2
+
+    hung = CellTimeoutError("A cell timed out while it was being executed, after 5 seconds.")
+    notebook_error = papermill.PapermillExecutionError(3, 3, "x = 1", "ValueError", "bad value", [])
+    for i, exc in enumerate((hung, notebook_error, RuntimeError("some other failure"))):
+        calls.clear()
+        monkeypatch.setattr(papermill, "execute_notebook", flaky([exc]))
+        status = batch.execute_run(_job(tmp_path, f"once{i}"))
+        assert status["status"] == "failed" and status["attempts"] == 1 and len(calls) == 1, exc
+    assert status["error"]["name"] == "RuntimeError"
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", flaky([DeadKernelError("x")]))
+    assert batch.execute_run(_job(tmp_path, "no_retry", retries=0))["status"] == "failed" and len(calls) == 1
+    assert batch.is_transient(CellTimeoutError("... The message was: Timeout waiting for IOPub output."))
 
 
 def test_write_index_with_robustness_and_failures(tmp_path):

@@ -269,3 +269,25 @@ def test_find_checkpoints_groups_methods(tmp_path):
 
     with pytest.raises(CheckpointError, match="no checkpoint matches"):
         find_checkpoints(str(tmp_path / "nothing*" / "best.pt"))
+
+
+@pytest.mark.notebook
+def test_run_whose_kernel_dies_once_is_run_again(tmp_path, kernel):
+    """A real kernel death (os._exit on the first attempt) is retried once; the second attempt succeeds."""
+    nb = json.loads(json.dumps(QUICK_NB))
+    nb["cells"].insert(1, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "id": "k",
+                           "source": "import os, pathlib\n"
+                                     "marker = pathlib.Path(output_dir, 'died_once')\n"
+                                     "if not marker.exists():\n"
+                                     "    marker.write_text('x')\n"
+                                     "    os._exit(1)"})
+    path = tmp_path / "dies.ipynb"
+    path.write_text(json.dumps(nb))
+    grid = tmp_path / "dies.yaml"
+    grid.write_text(yaml.safe_dump({"name": "dies", "output_root": str(tmp_path / "out"),
+                                    "stages": [{"name": "dies", "notebook": str(path)}]}))
+    run_grid(grid, root=ROOT, progress=False)
+    status = _status(tmp_path / "out" / "dies")
+    assert status["status"] == "ok" and status["attempts"] == 2, status
+    assert status["retried_after"][0]["name"] == "DeadKernelError"
+    assert json.loads((tmp_path / "out" / "dies" / "metrics.json").read_text()) == {"value": 1}
