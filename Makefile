@@ -54,6 +54,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_attention.py
+	$(PY) benchmarks/bench_data.py
 
 clean:
 	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache

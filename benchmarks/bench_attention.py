@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import best_seconds  # noqa: E402  (benchmarks/, the script's folder)
 from mplmm.models.mult import CROSSMODAL  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -55,13 +55,7 @@ def time_call(b: int, lq: int, lk: int, e: int, kind: str, reps: int, backward: 
         if backward:
             out.backward(grad)
 
-    run()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_seconds(run, reps, warmup=1)
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import best_seconds  # noqa: E402  (benchmarks/, the script's folder)
+
 from mplmm.missing import MissingSpec, draw_modes  # noqa: E402
 from mplmm.models import create_model  # noqa: E402
 
@@ -28,13 +30,7 @@ ISSUE_PEAK_GFLOPS = 265.0  # 2048² fp32 matmul on two cores, as stated in the i
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     """Achieved GFLOP/s of an ``n × n`` fp32 matrix product with the current thread count (best of ``reps``)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, reps, warmup=1) / 1e9
 
 
 def build(d: int, layers: int, prompt_length: int, frozen_dropout: bool = False) -> torch.nn.Module:

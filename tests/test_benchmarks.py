@@ -21,3 +21,11 @@ def test_bench_attention_prints_bounds():
     assert re.fullmatch(r"attention_bound_infer_samples_per_s=[\d.]+ attention_bound_train_samples_per_s=[\d.]+",
                         out[-1]), out[-1]
     assert sum(" x5" in line for line in out) == 6  # the six crossmodal transformers, five layers each
+
+
+def test_bench_data_prints_timings():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_data.py"), "--ids", "500", "--reps", "1"],
+                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    assert re.fullmatch(r"synthetic_load_s=[\d.]+ draw_modes_entry_s=[\d.]+ draw_modes_modality_s=[\d.]+ "
+                        r"frame_masks_s=[\d.]+", out[-1]), out[-1]
+    assert sum("target <" in line for line in out) == 3

@@ -1,8 +1,6 @@
 """Synthetic generator: shapes per kind, determinism, label structure, and the modality-informativeness ordering."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -11,11 +9,8 @@ from mplmm.data import DataError, load_dataset, make_synthetic
 SHORT = (6, 8, 8)
 
 
-def test_default_synthetic_is_small_fast_and_well_formed():
-    t0 = time.perf_counter()
+def test_default_synthetic_is_small_and_well_formed():  # its load time: benchmarks/bench_data.py
     ds = load_dataset("synthetic", verbose=False)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0  # < 1 s on an idle 2-core CPU; generous bound for loaded CI machines
     assert ds.name == "synthetic" and ds.format == "synthetic" and ds.source == "synthetic"
     assert ds.dims == (300, 5, 20)
     assert ds.seq_lens == (10, 16, 16)

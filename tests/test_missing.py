@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -52,14 +51,6 @@ def test_uniform_is_documented_blake2b() -> None:
         h = int.from_bytes(hashlib.blake2b(f"modality|7|valid|{sid}|missing".encode(), digest_size=8).digest(), "little")
         assert val == (h >> 11) / 2 ** 53
     assert ((0 <= u) & (u < 1)).all()
-
-
-def test_speed_20k_ids() -> None:
-    ids = [f"s{i}" for i in range(20000)]
-    t0 = time.perf_counter()
-    draw_modes(MissingSpec("entry", 0.4, 1), ids, "train")
-    draw_modes(MissingSpec("modality", 0.4, 1), ids, "train")
-    assert time.perf_counter() - t0 < 1.5  # target < 0.5 s each; loose bound so a busy CI box cannot flake
 
 
 # ------------------------------------------------------------------------------------------------------------------

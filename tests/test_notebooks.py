@@ -155,9 +155,8 @@ def test_robustness_run_and_combined_figure(tiny_batch):
 def test_rerun_skips_finished_runs(tiny_batch):
     out = tiny_batch["out"]
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/notebook.ipynb")}
-    t0 = time.time()
     index = run_grid(tiny_batch["grid"], root=ROOT, progress=False)
-    assert time.time() - t0 < 30 and index.is_file()
+    assert index.is_file()
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/notebook.ipynb")} == before
     assert all(_status(p.parent)["status"] == "ok" for p in before)
 
