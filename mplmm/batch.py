@@ -695,31 +695,42 @@ def index_frame(g: Grid) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def robustness_overview(g: Grid):
-    """One combined robustness figure from every run whose ``metrics.json`` has ``curves`` (or ``None``)."""
+def _dataset_label(met: dict) -> str:
+    ds = met.get("dataset")
+    if isinstance(ds, dict):
+        return str(ds.get("name") or ds.get("source") or "?")
+    return str(ds) if ds else "?"
+
+
+def robustness_overviews(g: Grid) -> list:
+    """Combined robustness figures from every ok run whose ``metrics.json`` has ``curves``: one figure per
+    (dataset, protocol, metric), never curves of different datasets or metrics on one axis. Empty if none."""
     import pandas as pd
 
     from .plots.robustness import robustness_figure
 
-    parts, metric = [], None
-    sources = [r for r in g.all_runs() if _read_status(r.folder).get("status") == "ok"]
-    found = [(r, m) for r in sources for m in [_read_metrics(r.folder)] if m.get("curves") and m.get("metric")]
-    for run, met in found:
-        if metric is None:
-            metric = met["metric"]
-        if met["metric"] != metric:
+    groups: dict[tuple[str, str, str], list[tuple[Run, dict]]] = {}
+    for run in g.all_runs():
+        if _read_status(run.folder).get("status") != "ok":
             continue
-        curves = pd.DataFrame(met["curves"])
-        if "method" not in curves.columns:
-            curves["method"] = run.name
-        if len(found) > 1:
-            curves["method"] = run.name + ": " + curves["method"].astype(str)
-        parts.append(curves)
-    if not parts:
-        return None
-    curves = pd.concat(parts, ignore_index=True)
-    title = f"{metric} vs test missing rate (mean ± std over training seeds) · {g.name}"
-    return robustness_figure(curves, metric, title=title)
+        met = _read_metrics(run.folder)
+        if met.get("curves") and met.get("metric"):
+            key = (_dataset_label(met), str(met.get("protocol") or ""), str(met["metric"]))
+            groups.setdefault(key, []).append((run, met))
+    figures = []
+    for (dataset, protocol, metric), found in groups.items():
+        parts = []
+        for run, met in found:
+            curves = pd.DataFrame(met["curves"])
+            if "method" not in curves.columns:
+                curves["method"] = run.name
+            if len(found) > 1:
+                curves["method"] = run.name + ": " + curves["method"].astype(str)
+            parts.append(curves)
+        where = " · ".join(x for x in (g.name, dataset, f"{protocol} protocol" if protocol else "") if x)
+        title = f"{metric} vs test missing rate (mean ± std over training seeds) · {where}"
+        figures.append(robustness_figure(pd.concat(parts, ignore_index=True), metric, title=title))
+    return figures
 
 
 _INDEX_CSS = """
@@ -741,7 +752,7 @@ def _fmt_params(params_json: str, limit: int = 60) -> str:
 
 
 def write_index(g: Grid) -> Path:
-    """Write ``index.csv`` (one row per run) and ``index.html`` (table + one combined robustness figure)."""
+    """Write ``index.csv`` (one row per run) and ``index.html`` (table + a combined robustness figure per dataset)."""
     frame = index_frame(g)
     g.output_root.mkdir(parents=True, exist_ok=True)
     frame.to_csv(g.output_root / "index.csv", index=False)
@@ -766,11 +777,11 @@ def write_index(g: Grid) -> Path:
             f'<tr class="{cls}"><td><code>{html.escape(row["run"])}</code></td><td>{html.escape(row["stage"])}</td>'
             f'<td>{_fmt_params(row["params"])}</td><td>{status_html}</td><td class="num">{dur}</td>'
             f'<td class="num">{metrics_html}</td><td>{" · ".join(links)}</td></tr>')
-    fig = robustness_overview(g)
-    fig_html = ""
-    if fig is not None:
-        fig_html = "<h2>Robustness</h2>\n" + fig.to_html(full_html=False, include_plotlyjs=True,
-                                                          div_id="robustness-figure", default_height=480)
+    figures = robustness_overviews(g)
+    fig_html = "<h2>Robustness</h2>\n" if figures else ""
+    for i, fig in enumerate(figures):  # plotly.js embedded once, with the first figure
+        fig_html += fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=480,
+                                div_id="robustness-figure" + (f"-{i + 1}" if i else "")) + "\n"
     ok = int((frame["status"] == "ok").sum()) if len(frame) else 0
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(g.name)} · mplmm batch</title>

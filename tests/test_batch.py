@@ -274,6 +274,26 @@ def test_write_index_with_robustness_and_failures(tmp_path):
     assert csv.set_index("run").loc["one", "status"] == "not run"
 
 
+def test_index_draws_one_robustness_figure_per_dataset(tmp_path):
+    """Curves of different datasets (or metrics) never share an axis: one figure each, plotly.js embedded once."""
+    from mplmm.utils import write_json
+
+    g = load_grid(_grid(output_root=str(tmp_path / "out")), root=ROOT)
+    for run, dataset, metric in ((g.runs["rob"][0], "synthetic", "Non0_acc_2"), (g.runs["one"][0], "iemocap_x", "Acc")):
+        run.folder.mkdir(parents=True)
+        write_json(run.folder / "status.json", {"status": "ok", "duration_s": 1.0})
+        curves = [{"method": "mplmm", "seed": 0, "rate": r, "mask_seed": 0, metric: 0.8 - 0.3 * r} for r in (0.0, 1.0)]
+        write_json(run.folder / "metrics.json", {"metric": metric, "protocol": "modality", "curves": curves,
+                                                 "dataset": {"name": dataset}})
+    figures = batch.robustness_overviews(g)
+    titles = sorted(f.layout.title.text for f in figures)
+    assert len(figures) == 2 and "Acc vs" in titles[0] and "iemocap_x" in titles[0] and "synthetic" in titles[1]
+    assert all(len({t.name for t in f.data if not t.name.endswith("std")}) == 1 for f in figures)
+    text = write_index(g).read_text()
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2
+    assert 'id="robustness-figure"' in text and 'id="robustness-figure-2"' in text
+
+
 def test_is_done_requires_same_params(tmp_path):
     g = load_grid(_grid(output_root=str(tmp_path / "o")), root=ROOT)
     run = g.runs["pre"][0]
