@@ -42,8 +42,8 @@ def calls() -> list[tuple[str, int, int, int, str]]:
 
 def time_call(b: int, lq: int, lk: int, e: int, kind: str, reps: int, backward: bool) -> float:
     hd = e // HEADS
-    # as the model calls it: narrow heads computed zero-padded to CPU_SDPA_MIN_HEAD_DIM on CPU
-    width = T.CPU_SDPA_MIN_HEAD_DIM if 0 < hd < T.CPU_SDPA_MIN_HEAD_DIM else hd
+    # as the model calls it: the width its attention module computes these heads at on CPU
+    width = T.MultiheadAttention(e, HEADS)._head_width(torch.device("cpu"), need_weights=False)
     g = torch.Generator().manual_seed(0)
     q, k, v = (F.pad(torch.randn(b, HEADS, n, hd, generator=g), (0, width - hd)).requires_grad_(backward)
                for n in (lq, lk, lk))

@@ -454,13 +454,17 @@ def is_transient(exc: BaseException) -> bool:
     return name == "RuntimeError" and ("Kernel didn't respond" in text or "Kernel died before replying" in text)
 
 
+def _error_text(err: dict, with_cell: bool = False) -> str:
+    """``name: message`` of a status' ``error`` (``name (cell N): message`` with ``with_cell``)."""
+    cell = f" (cell {err['cell']})" if with_cell and err.get("cell") is not None else ""
+    return f"{err.get('name')}{cell}: {err.get('message')}"
+
+
 def _failure_text(status: dict) -> Optional[str]:
     """One line naming a failed run's error (None for a run that did not fail)."""
     if status.get("status") != "failed":
         return None
-    err = status.get("error") or {}
-    cell = f" (cell {err['cell']})" if err.get("cell") is not None else ""
-    return f"{err.get('name', 'error')}{cell}: {err.get('message', '')}"
+    return _error_text(status.get("error") or {"name": "error", "message": ""}, with_cell=True)
 
 
 def _read_status(folder: Path) -> dict:
@@ -622,8 +626,7 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
                 counts[st["status"]] = counts.get(st["status"], 0) + 1
                 bar.update(1)
                 if st["status"] != "ok":
-                    err = st.get("error") or {}
-                    bar.write(f"FAILED {run.name}: {err.get('name')}: {err.get('message')}")
+                    bar.write(f"FAILED {run.name}: {_error_text(st.get('error') or {})}")
     finally:
         bar.close()
         if pool is not None:
@@ -685,7 +688,7 @@ def index_frame(g: Grid) -> "pd.DataFrame":
         params = {k: v for k, v in (st.get("params") or {}).items() if k != INJECTED}
         err = st.get("error") or {}
         row = {"run": run.name, "stage": run.stage.name, "status": st.get("status") or "not run",
-               "duration_s": st.get("duration_s"), "error": f"{err.get('name')}: {err.get('message')}" if err else "",
+               "duration_s": st.get("duration_s"), "error": _error_text(err) if err else "",
                "params": json.dumps(params, sort_keys=True), "folder": _rel(g, run.folder),
                **{f"grid.{k}": v for k, v in run.point.items()}}
         row.update(key_metrics(met, run.stage.accepted))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -182,8 +183,6 @@ def test_execute_run_waits_for_late_outputs(tmp_path, monkeypatch):
 
     def fake_execute(src, dst, **kwargs):
         seen.update(kwargs)
-        import logging
-
         logging.getLogger("papermill").warning("Timeout waiting for IOPub output")  # as nbclient logs it
         Path(dst).write_text(_fake_notebook(tmp_path).read_text())
 

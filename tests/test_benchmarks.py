@@ -7,25 +7,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench(script: str, *args: str) -> list[str]:
+    """stdout lines of ``benchmarks/<script>`` run with ``args`` (fails on a non-zero exit)."""
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          timeout=600, check=True).stdout.strip().splitlines()
+
+
 def test_bench_train_quick_prints_machine_readable_line():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--quick", "--threads", "1"],
-                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    out = _bench("bench_train.py", "--quick", "--threads", "1")
     assert re.fullmatch(r"train_samples_per_s=[\d.]+ infer_samples_per_s=[\d.]+ peak_rss_mb=\d+", out[-1]), out[-1]
     assert any(line.startswith("FLOPs per sample: forward") for line in out)
 
 
 def test_bench_attention_prints_bounds():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_attention.py"), "--batch", "2", "--reps",
-                          "1", "--threads", "1"],
-                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    out = _bench("bench_attention.py", "--batch", "2", "--reps", "1", "--threads", "1")
     assert re.fullmatch(r"attention_bound_infer_samples_per_s=[\d.]+ attention_bound_train_samples_per_s=[\d.]+",
                         out[-1]), out[-1]
     assert sum(" x5" in line for line in out) == 6  # the six crossmodal transformers, five layers each
 
 
 def test_bench_data_prints_timings():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_data.py"), "--ids", "500", "--reps", "1"],
-                         capture_output=True, text=True, timeout=600, check=True).stdout.strip().splitlines()
+    out = _bench("bench_data.py", "--ids", "500", "--reps", "1")
     assert re.fullmatch(r"synthetic_load_s=[\d.]+ draw_modes_entry_s=[\d.]+ draw_modes_modality_s=[\d.]+ "
                         r"frame_masks_s=[\d.]+", out[-1]), out[-1]
     assert sum("target <" in line for line in out) == 3

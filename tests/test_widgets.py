@@ -17,6 +17,7 @@ from widgets import (build_attention_panel, build_attribution_panel, build_missi
                      build_run_explorer_panel)
 from tiny_data import DIMS, SEQS, tiny_dataset  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def ds():
     return tiny_dataset(12)

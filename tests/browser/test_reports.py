@@ -74,8 +74,8 @@ def grid_output(tmp_path_factory) -> Path:
     t0 = time.time()
     index = run_grid(grid, jobs=2, root=ROOT, progress=False)
     (base / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-    failed = {p.parent.name: json.loads(p.read_text()).get("error") for p in sorted(index.parent.glob("*/status.json"))
-              if json.loads(p.read_text()).get("status") != "ok"}
+    statuses = {p.parent.name: json.loads(p.read_text()) for p in sorted(index.parent.glob("*/status.json"))}
+    failed = {name: st.get("error") for name, st in statuses.items() if st.get("status") != "ok"}
     if failed:  # say why, instead of failing later on a report without figures
         pytest.fail(f"grid runs failed under {index.parent}: {failed}", pytrace=False)
     return index.parent
