@@ -710,7 +710,7 @@ def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.
     """
     from . import metrics as M
     from .missing import MissingSpec, eval_masks, mode_counts
-    from .train import SplitTensors, criterion_for, predict
+    from .train import SplitTensors, predict, score_predictions
 
     flags = tuple(bool(p) for p in present)
     if len(flags) != 3:
@@ -723,16 +723,12 @@ def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.
     data = data if data is not None else SplitTensors(ds[split], dev)
     masks = eval_masks(spec, ds[split], split, ds.seq_lens)
     pred = predict(model, data, masks)
-    y = data.y.cpu()
-    target = y.view(-1, 1).float() if ds.task == "regression" else y.view(-1).long()
-    loss = float(criterion_for(ds)(torch.as_tensor(pred), target))
-    preds = pred[:, 0] if ds.task == "regression" else pred
-    metrics = {"loss": loss, **M.compute_metrics(ds.metric_family, preds, y.numpy(), ds.class_names)}
+    metrics = score_predictions(ds, pred, data.y.cpu())
     frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels,
                           "pred": pred[:, 0] if ds.task == "regression" else pred.argmax(1)})
     return {"spec": spec.to_dict(), "forced_mode": forced, "mode_counts": mode_counts(masks.modes),
             "missing_entry_fraction": masks.missing_fraction(), "metrics": metrics, "predictions": frame,
-            "task": ds.task, "primary_metric": M.primary_metric(ds.metric_family)}
+            "task": ds.task, "primary_metric": M.headline_metric(ds)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -249,6 +249,19 @@ def compute_metrics(family: str, preds: Any, truths: Any, class_names: Optional[
     raise ValueError(f"unknown metric family {family!r}; expected one of {FAMILIES}")
 
 
+def dataset_metrics(ds: Any, pred: Any, truths: Any) -> dict[str, float]:
+    """The metrics of dataset ``ds``'s family for raw model outputs ``pred`` ``(N, output_dim)``."""
+    p = np.asarray(pred)
+    if ds.task == "regression":
+        p = p.reshape(len(p), -1)[:, 0]
+    return compute_metrics(ds.metric_family, p, truths, ds.class_names)
+
+
+def headline_metric(ds: Any) -> str:
+    """The headline metric of dataset ``ds`` (follows its metric family)."""
+    return primary_metric(ds.metric_family)
+
+
 def primary_metric(family: str) -> str:
     """The headline metric of a family: mosi → Non0_acc_2, sims → Mult_acc_2, iemocap → Acc."""
     if family not in _PRIMARY:
@@ -275,6 +288,7 @@ def is_better(name: str, new: float, old: Optional[float]) -> bool:
 __all__ = [
     "SIMS_BINS", "METRIC_DIRECTION", "FAMILIES", "accuracy", "confusion_counts", "f1_per_class", "weighted_f1",
     "macro_f1", "recall_per_class", "unweighted_average_recall", "pearson", "multiclass_acc_rounded", "sims_bin",
-    "mosi_metrics", "sims_metrics", "iemocap_metrics", "compute_metrics", "primary_metric", "metric_direction",
+    "mosi_metrics", "sims_metrics", "iemocap_metrics", "compute_metrics", "dataset_metrics", "headline_metric",
+    "primary_metric", "metric_direction",
     "is_better",
 ]

@@ -111,12 +111,17 @@ def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks
 def evaluate_split(model: MissingModalityModel, ds: MultimodalDataset, data: SplitTensors, masks: MissingMasks,
                    batch_size: int = 256, amp: bool = False) -> dict[str, float]:
     """Loss and the dataset's metrics on one split under fixed masks."""
-    pred = predict(model, data, masks, batch_size, amp)
-    y = data.y.cpu()
+    return score_predictions(ds, predict(model, data, masks, batch_size, amp), data.y.cpu())
+
+
+def score_predictions(ds: MultimodalDataset, pred: np.ndarray, labels) -> dict[str, float]:
+    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``.
+
+    The one place where predictions become numbers: training, evaluation, curves and widgets all call it.
+    """
+    y = torch.as_tensor(np.asarray(labels))
     loss = float(criterion_for(ds)(torch.as_tensor(pred), _target(y, ds.task)))
-    preds = pred[:, 0] if ds.task == "regression" else pred
-    result = M.compute_metrics(ds.metric_family, preds, y.numpy(), ds.class_names)
-    return {"loss": loss, **result}
+    return {"loss": loss, **M.dataset_metrics(ds, pred, y.numpy())}
 
 
 def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalityModel, Optional[dict]]:
@@ -284,7 +289,7 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
                        for s in masks},
         "valid": final["valid"],
         "test": final["test"],
-        "primary_metric": M.primary_metric(ds.metric_family),
+        "primary_metric": M.headline_metric(ds),
         "provenance": provenance(),
     }
     if out is not None:
