@@ -48,6 +48,8 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 import yaml
 
+from .errors import UserError
+
 KERNEL_NAME = "mplmm"
 KERNEL_DISPLAY_NAME = "Python (mplmm)"
 KERNEL_ENV = {"PLOTLY_RENDERER": "plotly_mimetype+notebook", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
@@ -64,7 +66,7 @@ _REF = re.compile(r"\{([A-Za-z_][\w-]*)(?:\[([^\]{}]*)\])?\}")
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-class GridError(ValueError):
+class GridError(UserError):
     """A grid file is invalid (unknown key or parameter, bad reference, missing notebook, ...)."""
 
 
@@ -256,7 +258,37 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
     g = Grid(where, name, root, out_root, stages, runs)
     for run in g.all_runs():  # dry resolution: every reference must name an earlier stage and fit its runs
         _resolve_params(g, run, status=None)
+        _check_model_config(g, run)
     return g
+
+
+def _notebook_default(stage: Stage, key: str) -> Any:
+    """A notebook parameter's default value (papermill reports it as source text), or None if not a literal."""
+    import ast
+
+    try:
+        return ast.literal_eval(str(stage.accepted[key]["default"]))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _check_model_config(g: Grid, run: Run) -> None:
+    """A typo in a run's ``model_config`` (or an unknown ``model``) fails the grid before anything runs."""
+    from .models.base import model_class, validate_model_config
+
+    if "model_config" not in run.stage.accepted or "model" not in run.stage.accepted:
+        return
+    params = {**run.stage.params, **run.point}
+    model = params.get("model", _notebook_default(run.stage, "model"))
+    cfg = params.get("model_config", _notebook_default(run.stage, "model_config")) or {}
+    if not isinstance(model, str) or "{" in model or not isinstance(cfg, dict):
+        return
+    where = f"{g.path}: stage '{run.stage.name}' run {run.name}"
+    try:
+        model_class(model)
+        validate_model_config(model, cfg)
+    except UserError as exc:
+        raise _err(where, str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------------- references

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .errors import ConfigError, UserError
 from .utils import write_json
 
 #: reference dataset names → synthetic stand-ins when no --data_path is given
@@ -28,7 +29,31 @@ def _dataset(args) -> "MultimodalDataset":  # noqa: F821
         opts["size"] = args.size
     seq = tuple(args.seq_lens) if getattr(args, "seq_lens", None) else None
     source = args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
-    return load_dataset(source, seq_lens=seq, **opts)
+    return load_dataset(source, seq_lens=seq, **_label_flags(args), **opts)
+
+
+def _label_flags(args) -> dict:
+    """The label options given on the command line (``--label_range`` ... ``--metric_family``)."""
+    out = {"label_range": args.label_range, "threshold": args.threshold, "task": args.task,
+           "class_names": args.class_names.split(",") if args.class_names else None,
+           "metric_family": args.metric_family}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _add_label_flags(p: argparse.ArgumentParser) -> None:
+    from .metrics import FAMILIES
+
+    p.add_argument("--label_range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="regression label scale (default: the MOSI/SIMS scale when recognised, else inferred from "
+                        "the training split)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="generic regression family: binary accuracy/F1 threshold (default 0 for a range symmetric "
+                        "around 0, else the midpoint)")
+    p.add_argument("--task", default=None, choices=("regression", "classification"),
+                   help="classification for integer class labels (string labels are classes anyway)")
+    p.add_argument("--class_names", default=None, help="comma-separated class names in class-index order")
+    p.add_argument("--metric_family", default=None, choices=FAMILIES,
+                   help="metric set (default: recognised from the data; see docs/protocol_metrics.md)")
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -41,6 +66,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
                    help="pad/truncate (files) or generate (synthetic) these sequence lengths")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    _add_label_flags(p)
 
 
 def _model_config(args) -> dict:
@@ -74,15 +100,15 @@ def cmd_train(args) -> int:
     if args.model is None:
         args.model = "mplmm" if args.pretrained_model else "mult"
     if args.prompt_dim is not None and args.proj_dim is not None and args.prompt_dim != args.proj_dim:
-        raise SystemExit("error: --prompt_dim must equal --proj_dim (generated features enter d-dim transformers)")
-    ds = _dataset(args)
-    out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
+        raise ConfigError("--prompt_dim must equal --proj_dim (generated features enter d-dim transformers)")
     cfg = TrainConfig(model=args.model, model_config=_model_config(args), epochs=args.num_epochs,
                       batch_size=args.batch_size, lr=args.lr, optim=args.optim, clip=args.clip, when=args.when,
                       early_stopping=args.early_stopping, protocol=args.protocol, train_rate=args.drop_rate,
                       test_rate=args.test_rate, seed=args.seed, eval_seed=args.eval_seed, device=args.device,
                       amp=args.amp, pretrained=args.pretrained_model, select_metric=args.select,
-                      progress=not args.quiet)
+                      progress=not args.quiet).validate()  # before reading data: a typo fails in a second
+    ds = _dataset(args)
+    out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
     result = train(cfg, ds, out, resume=not args.restart)
     m = result.metrics
     print(f"best epoch {m['best_epoch']} of {m['epochs_run']}; parameters {m['parameters']}")
@@ -96,9 +122,9 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_model
     from .missing import MissingSpec
 
-    model, ckpt = load_model(args.checkpoint)
-    ds = _dataset(args)
     spec = MissingSpec(args.protocol, args.test_rate, args.eval_seed, args.mode)
+    ds = _dataset(args)
+    model, ckpt = load_model(args.checkpoint, data=ds)
     res = evaluate_model(model, ds, spec, args.split, args.device)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in res.items()}, indent=2))
     if args.out:
@@ -110,9 +136,12 @@ def cmd_curve(args) -> int:
     from .checkpoint import load_model
     from .evaluate import area_under_curve, per_mode_table, robustness_curve
     from .metrics import headline_metric
+    from .missing import MissingSpec
 
-    model, ckpt = load_model(args.checkpoint)
+    for rate in args.rates:
+        MissingSpec(args.protocol, rate, 0)  # validates each rate before any work
     ds = _dataset(args)
+    model, ckpt = load_model(args.checkpoint, data=ds)
     curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
                              progress=not args.quiet)
     modes = per_mode_table(model, ds, args.split, args.device)
@@ -139,6 +168,18 @@ def cmd_synth(args) -> int:
     path = save_dataset(ds, args.out, args.format)
     print(f"wrote {path} ({args.format}): {json.dumps(ds.summary()['sizes'])}, dims {ds.dims}, "
           f"seq_lens {ds.seq_lens}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .data.importer import import_features
+
+    path, ds = import_features(args.labels, args.text, args.audio, args.vision, args.out, name=args.name,
+                               seq_lens=tuple(args.seq_lens) if args.seq_lens else None, **_label_flags(args))
+    sizes = ", ".join(f"{k} {v}" for k, v in ds.summary()["sizes"].items())
+    print(f"wrote {path}: {sizes}; dims {ds.dims}, seq_lens {ds.seq_lens} (lengths recorded)")
+    for note in ds.notes:
+        print(f"  {note}")
     return 0
 
 
@@ -277,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file (folder for iemocap_mmin)")
     s.set_defaults(func=cmd_synth)
 
+    i = sub.add_parser("import", help="own features: per-utterance arrays + a CSV (id, split, label) -> .npz")
+    i.add_argument("--labels", required=True, help="CSV with columns id, split (train/valid/test), label")
+    for m in ("text", "audio", "vision"):
+        i.add_argument(f"--{m}", required=True, help=f"{m} features: a folder of <id>.npy files ((T, D) or (D,)) "
+                       "or an .npz archive with one entry per id")
+    i.add_argument("--out", required=True, help="the .npz to write")
+    i.add_argument("--name", default=None, help="dataset name (default: the output file's stem)")
+    i.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
+                   help="truncate/pad to these lengths (default: the longest utterance per modality)")
+    _add_label_flags(i)
+    i.set_defaults(func=cmd_import)
+
     p = sub.add_parser("params", help="trainable / frozen parameter counts of a model on a dataset")
     _add_data_flags(p)
     p.add_argument("--model", default="mplmm", help="registered model name")
@@ -306,14 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; user errors (bad data, bad checkpoint, bad config) print one line and exit 2."""
-    from .checkpoint import CheckpointError
-    from .data.schema import DataError
-
+    """Entry point; user errors (:class:`~mplmm.errors.UserError`: bad data, checkpoint or configuration) print one
+    line and exit 2. Any other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, CheckpointError, KeyError, ValueError, FileNotFoundError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .constants import MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES, present_to_mode
+from .errors import ConfigError
 
 #: short modality letters in the L, A, V order used by the module names
 SHORT = ("l", "a", "v")
@@ -154,7 +155,7 @@ def _modes_list(modes: Union[int, Iterable[int]]) -> list[int]:
     lst = [int(modes)] if isinstance(modes, (int, np.integer)) else [int(m) for m in modes]
     bad = [m for m in lst if not 0 <= m < N_MODES]
     if bad:
-        raise ValueError(f"modes must be in 0..{N_MODES - 1}, got {bad}")
+        raise ConfigError(f"modes must be in 0..{N_MODES - 1}, got {bad}")
     return lst
 
 
@@ -618,7 +619,7 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
     evaluations (raised to at least ``B``).
     """
     if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
+        raise ConfigError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
     dev = _device(model)
     batch = tuple(x.to(dev).float() for x in batch)  # type: ignore[assignment]
     b = batch[0].shape[0]
@@ -714,9 +715,9 @@ def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.
 
     flags = tuple(bool(p) for p in present)
     if len(flags) != 3:
-        raise ValueError(f"present must give three flags (text, audio, vision), got {present!r}")
+        raise ConfigError(f"present must give three flags (text, audio, vision), got {present!r}")
     if not any(flags):
-        raise ValueError("all three modalities switched off: MPLMM has no such mode (keep at least one)")
+        raise ConfigError("all three modalities switched off: MPLMM has no such mode (keep at least one)")
     forced = None if all(flags) else present_to_mode(*flags)
     spec = MissingSpec(protocol, float(rate), int(seed), force_mode=forced)
     dev = _device(model)
@@ -812,7 +813,7 @@ def load_or_train_demo(checkpoint: str, ds, output_dir: Union[str, Path], seed: 
     from .train import TrainConfig, train
 
     if checkpoint:
-        model, ckpt = load_model(checkpoint, device=device)
+        model, ckpt = load_model(checkpoint, device=device, data=ds)
         return model, {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "trained_here": False,
                        "test": ckpt.get("test")}
     out = Path(output_dir)
@@ -821,11 +822,13 @@ def load_or_train_demo(checkpoint: str, ds, output_dir: Union[str, Path], seed: 
     pre = TrainConfig(model="mult", model_config=cfg_model, epochs=int(pretrain_epochs), seed=int(seed),
                       device=device, progress=False)
     r1 = train(pre, ds)
-    pre_path = save_checkpoint(out / "demo_mult.pt", r1.model, train_config=asdict(pre), test=r1.metrics["test"])
+    pre_path = save_checkpoint(out / "demo_mult.pt", r1.model, train_config=asdict(pre), test=r1.metrics["test"],
+                               data=ds.signature())
     tune = TrainConfig(model="mplmm", model_config=cfg_model, epochs=int(prompt_epochs), seed=int(seed),
                        device=device, train_rate=float(train_rate), pretrained=str(pre_path), progress=False)
     r2 = train(tune, ds)
     path = save_checkpoint(out / "demo_mplmm.pt", r2.model, train_config=asdict(tune), test=r2.metrics["test"],
+                           data=ds.signature(),
                            frozen=[n for n, p in r2.model.named_parameters() if not p.requires_grad])
     return r2.model.eval(), {"checkpoint": str(path), "model": "mplmm", "trained_here": True,
                              "pretrain_test": r1.metrics["test"], "test": r2.metrics["test"]}

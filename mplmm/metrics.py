@@ -1,10 +1,16 @@
-"""Evaluation metrics (pure NumPy): CMU-MOSI/MOSEI (MMSA names), CH-SIMS (MMSA bins) and IEMOCAP.
+"""Evaluation metrics (pure NumPy): CMU-MOSI/MOSEI (MMSA names), CH-SIMS (MMSA bins), IEMOCAP, and generic
+regression on any scale / classification with any number of classes.
 
 Conventions (details in ``docs/protocol_metrics.md``):
 
 * MOSI ``Non0_*``: samples with truth != 0 only, binary ``pred > 0`` vs ``truth > 0`` (MulT / MPLMM).
   ``Has0_*``: all samples, ``pred >= 0`` vs ``truth >= 0`` (MMSA).  ``F1`` = support-weighted F1 over the two classes.
 * ``Mult_acc_7`` / ``Mult_acc_5``: clip both sides to [-3, 3] / [-2, 2], ``np.round`` (round half to even), equality.
+* Generic regression (family ``regression``): ``Acc_2`` / ``F1_score`` = ``pred > threshold`` vs
+  ``truth > threshold`` on the samples whose truth is not exactly the threshold (as ``Non0``); ``Acc_k`` for an
+  integer scale ``[lo, hi]`` with ``3 <= k = hi - lo + 1 <= 11`` levels: clip both to the scale, ``np.round``, equality.
+* MulT IEMOCAP (family ``iemocap_mult``): the 4-class set plus MulT's ``eval_iemocap`` per emotion — one-vs-rest
+  ``Binary_acc_<emotion>`` and support-weighted ``Binary_F1_<emotion>``.
 * SIMS ``Mult_acc_k``: clip both sides to [-1, 1]; class = index i of the interval ``(edges[i], edges[i+1]]``.
 * ``Corr``: Pearson; 0.0 (with a ``RuntimeWarning``) when either side has zero variance — never NaN.
 * F1 helpers: per-class F1 = 2TP / (2TP + FP + FN), 0 when that is 0/0.  Macro averages over all ``labels`` given
@@ -30,11 +36,18 @@ METRIC_DIRECTION: dict[str, str] = {
     "Has0_acc_2": "higher", "Has0_F1_score": "higher", "Non0_acc_2": "higher", "Non0_F1_score": "higher",
     "Mult_acc_2": "higher", "Mult_acc_3": "higher", "Mult_acc_5": "higher", "Mult_acc_7": "higher",
     "F1_score": "higher", "MAE": "lower", "Corr": "higher",
-    "Acc": "higher", "F1_weighted": "higher", "F1_macro": "higher", "UAR": "higher",
+    "Acc": "higher", "F1_weighted": "higher", "F1_macro": "higher", "UAR": "higher", "Acc_2": "higher",
 }
+#: prefixes of per-class / per-level metric names, all "higher is better"
+_HIGHER_PREFIXES = ("F1_", "Acc_", "Binary_acc_", "Binary_F1_")
 
-_PRIMARY = {"mosi": "Non0_acc_2", "sims": "Mult_acc_2", "iemocap": "Acc"}
-FAMILIES: tuple[str, str, str] = ("mosi", "sims", "iemocap")
+_PRIMARY = {"mosi": "Non0_acc_2", "sims": "Mult_acc_2", "regression": "Acc_2", "iemocap": "Acc",
+            "iemocap_mult": "Acc", "classification": "Acc"}
+FAMILIES: tuple[str, ...] = tuple(_PRIMARY)
+REGRESSION_FAMILIES: tuple[str, ...] = ("mosi", "sims", "regression")
+CLASSIFICATION_FAMILIES: tuple[str, ...] = ("iemocap", "iemocap_mult", "classification")
+#: integer scales with more levels than this get no rounded-level accuracy (``Acc_k``)
+MAX_LEVELS = 11
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -187,6 +200,40 @@ def mosi_metrics(preds: Any, truths: Any) -> dict[str, float]:
     }
 
 
+def integer_levels(label_range: Optional[Sequence[float]]) -> Optional[int]:
+    """Number of integer levels of a scale ``[lo, hi]`` with whole-number ends (3..MAX_LEVELS), else None."""
+    if label_range is None:
+        return None
+    lo, hi = (float(v) for v in label_range)
+    if lo != round(lo) or hi != round(hi):
+        return None
+    k = int(round(hi - lo)) + 1
+    return k if 3 <= k <= MAX_LEVELS else None
+
+
+def default_threshold(label_range: Sequence[float]) -> float:
+    """0 for a range symmetric around 0, else its midpoint."""
+    lo, hi = (float(v) for v in label_range)
+    return 0.0 if lo == -hi else (lo + hi) / 2.0
+
+
+def regression_metrics(preds: Any, truths: Any, threshold: float = 0.0,
+                       label_range: Optional[Sequence[float]] = None) -> dict[str, float]:
+    """Generic regression on any scale: binary accuracy / weighted F1 around ``threshold`` (truths exactly at the
+    threshold left out), ``Acc_k`` for integer scales (see :func:`integer_levels`), MAE and Pearson Corr."""
+    p, t = _regression_inputs(preds, truths)
+    keep = t != threshold
+    acc, f1 = _binary_block(p[keep] > threshold, t[keep] > threshold, "Acc_2")
+    out = {"Acc_2": acc, "F1_score": f1}
+    k = integer_levels(label_range)
+    if k is not None:
+        lo, hi = (float(v) for v in label_range)  # type: ignore[union-attr]
+        out[f"Acc_{k}"] = float(np.mean(np.round(np.clip(p, lo, hi)) == np.round(np.clip(t, lo, hi))))
+    out["MAE"] = float(np.mean(np.abs(p - t)))
+    out["Corr"] = pearson(p, t)
+    return out
+
+
 def sims_metrics(preds: Any, truths: Any) -> dict[str, float]:
     """CH-SIMS regression metrics with MMSA bins (``SIMS_BINS``); F1 is weighted over the 2-class bins."""
     p, t = _regression_inputs(preds, truths)
@@ -238,14 +285,40 @@ def iemocap_metrics(logits_or_preds: Any, labels: Any, class_names: Optional[Seq
     return out
 
 
-def compute_metrics(family: str, preds: Any, truths: Any, class_names: Optional[Sequence[str]] = None) -> dict[str, float]:
-    """Dispatch on the dataset's ``metric_family`` (``"mosi"``, ``"sims"`` or ``"iemocap"``)."""
+def per_class_binary(logits_or_preds: Any, labels: Any, class_names: Sequence[str]) -> dict[str, float]:
+    """MulT's ``eval_iemocap`` on a C-class model: per class, one-vs-rest accuracy and support-weighted F1."""
+    x = np.asarray(logits_or_preds)
+    pred = np.argmax(x, axis=1) if x.ndim == 2 else _labels_1d(x, "preds")
+    y = _labels_1d(labels, "labels")
+    out: dict[str, float] = {}
+    for c, name in enumerate(class_names):
+        t_bin, p_bin = (y == c).astype(np.int64), (pred == c).astype(np.int64)
+        out[f"Binary_acc_{name}"] = accuracy(t_bin, p_bin)
+        out[f"Binary_F1_{name}"] = weighted_f1(t_bin, p_bin, labels=[0, 1])
+    return out
+
+
+def compute_metrics(family: str, preds: Any, truths: Any, class_names: Optional[Sequence[str]] = None,
+                    threshold: Optional[float] = None,
+                    label_range: Optional[Sequence[float]] = None) -> dict[str, float]:
+    """Dispatch on the dataset's ``metric_family`` (one of :data:`FAMILIES`).
+
+    ``threshold`` and ``label_range`` apply to the generic ``regression`` family (threshold default: see
+    :func:`default_threshold`, 0 without a range).
+    """
     if family == "mosi":
         return mosi_metrics(preds, truths)
     if family == "sims":
         return sims_metrics(preds, truths)
-    if family == "iemocap":
+    if family == "regression":
+        if threshold is None:
+            threshold = default_threshold(label_range) if label_range is not None else 0.0
+        return regression_metrics(preds, truths, threshold, label_range)
+    if family in ("iemocap", "classification"):
         return iemocap_metrics(preds, truths, class_names)
+    if family == "iemocap_mult":
+        names = class_names or [str(i) for i in range(np.asarray(preds).shape[-1])]
+        return {**iemocap_metrics(preds, truths, class_names), **per_class_binary(preds, truths, names)}
     raise ValueError(f"unknown metric family {family!r}; expected one of {FAMILIES}")
 
 
@@ -254,7 +327,8 @@ def dataset_metrics(ds: Any, pred: Any, truths: Any) -> dict[str, float]:
     p = np.asarray(pred)
     if ds.task == "regression":
         p = p.reshape(len(p), -1)[:, 0]
-    return compute_metrics(ds.metric_family, p, truths, ds.class_names)
+    return compute_metrics(ds.metric_family, p, truths, ds.class_names, getattr(ds, "threshold", None),
+                           ds.label_range)
 
 
 def headline_metric(ds: Any) -> str:
@@ -263,7 +337,8 @@ def headline_metric(ds: Any) -> str:
 
 
 def primary_metric(family: str) -> str:
-    """The headline metric of a family: mosi → Non0_acc_2, sims → Mult_acc_2, iemocap → Acc."""
+    """The headline metric of a family: mosi → Non0_acc_2, sims → Mult_acc_2, regression → Acc_2,
+    classification families → Acc."""
     if family not in _PRIMARY:
         raise ValueError(f"unknown metric family {family!r}; expected one of {FAMILIES}")
     return _PRIMARY[family]
@@ -273,7 +348,7 @@ def metric_direction(name: str) -> str:
     """``"higher"`` or ``"lower"`` (is better) for a metric name; ``F1_<class>`` → higher."""
     if name in METRIC_DIRECTION:
         return METRIC_DIRECTION[name]
-    if name.startswith("F1_"):
+    if name.startswith(_HIGHER_PREFIXES):
         return "higher"
     raise KeyError(f"unknown metric {name!r}")
 
@@ -286,7 +361,8 @@ def is_better(name: str, new: float, old: Optional[float]) -> bool:
 
 
 __all__ = [
-    "SIMS_BINS", "METRIC_DIRECTION", "FAMILIES", "accuracy", "confusion_counts", "f1_per_class", "weighted_f1",
+    "SIMS_BINS", "METRIC_DIRECTION", "FAMILIES", "REGRESSION_FAMILIES", "CLASSIFICATION_FAMILIES", "MAX_LEVELS",
+    "integer_levels", "default_threshold", "regression_metrics", "per_class_binary", "accuracy", "confusion_counts", "f1_per_class", "weighted_f1",
     "macro_f1", "recall_per_class", "unweighted_average_recall", "pearson", "multiclass_acc_rounded", "sims_bin",
     "mosi_metrics", "sims_metrics", "iemocap_metrics", "compute_metrics", "dataset_metrics", "headline_metric",
     "primary_metric", "metric_direction",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .constants import COMPLETE_MODE, MODALITIES, MODE_PRESENT, N_MODES, present_to_mode
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,21 +59,21 @@ class MissingSpec:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"MissingSpec: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+            raise ConfigError(f"MissingSpec: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float, np.integer, np.floating)):
-            raise ValueError(f"MissingSpec: rate must be a number in [0, 1], got {self.rate!r}")
+            raise ConfigError(f"MissingSpec: rate must be a number in [0, 1], got {self.rate!r}")
         rate = float(self.rate)
         if not (0.0 <= rate <= 1.0):  # also rejects NaN
-            raise ValueError(f"MissingSpec: rate must be in [0, 1], got {self.rate!r}")
+            raise ConfigError(f"MissingSpec: rate must be in [0, 1], got {self.rate!r}")
         self.rate = rate
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"MissingSpec: seed must be an integer, got {self.seed!r}")
+            raise ConfigError(f"MissingSpec: seed must be an integer, got {self.seed!r}")
         self.seed = int(self.seed)
         if self.force_mode is not None:
             if isinstance(self.force_mode, bool) or not isinstance(self.force_mode, (int, np.integer)):
-                raise ValueError(f"MissingSpec: force_mode must be an integer in 0..6 or None, got {self.force_mode!r}")
+                raise ConfigError(f"MissingSpec: force_mode must be an integer in 0..6 or None, got {self.force_mode!r}")
             if not (0 <= int(self.force_mode) < N_MODES):
-                raise ValueError(f"MissingSpec: force_mode must be in 0..{N_MODES - 1}, got {self.force_mode!r}")
+                raise ConfigError(f"MissingSpec: force_mode must be in 0..{N_MODES - 1}, got {self.force_mode!r}")
             self.force_mode = int(self.force_mode)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class MissingSpec:
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
         unknown = set(d) - {"protocol", "rate", "seed", "force_mode"}
         if unknown:
-            raise ValueError(f"MissingSpec.from_dict: unknown keys {sorted(unknown)}")
+            raise ConfigError(f"MissingSpec.from_dict: unknown keys {sorted(unknown)}")
         return cls(**dict(d))
 
 

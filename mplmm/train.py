@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,7 +24,8 @@ from torch import nn
 from . import metrics as M
 from .checkpoint import CheckpointError, check_config, read_checkpoint, save_checkpoint
 from .data.schema import MultimodalDataset, Split
-from .missing import MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks, MissingMasks
+from .errors import ConfigError, check_number, unknown_keys_message
+from .missing import PROTOCOLS, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks, MissingMasks
 from .models import create_model
 from .models.base import MissingModalityModel
 from .utils import provenance, resolve_device, seed_everything, write_json
@@ -53,6 +55,34 @@ class TrainConfig:
     pretrained: Optional[str] = None
     select_metric: str = "loss"  # "loss" (valid loss, as the reference) or a metric name
     progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Check every field (one-line :class:`~mplmm.errors.ConfigError` naming it); returns ``self``."""
+        from .models.base import model_class, validate_model_config
+
+        model_class(self.model)
+        validate_model_config(self.model, self.model_config)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
+        check_number("batch_size", self.batch_size, minimum=1, integer=True)
+        check_number("lr", self.lr, minimum=0, strict_min=True)
+        check_number("clip", self.clip, minimum=0)
+        check_number("when", self.when, minimum=0, integer=True)
+        check_number("lr_factor", self.lr_factor, minimum=0, maximum=1, strict_min=True)
+        if self.early_stopping is not None:
+            check_number("early_stopping", self.early_stopping, minimum=1, integer=True)
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: expected one of {list(PROTOCOLS)}, got {self.protocol!r}")
+        check_number("train_rate", self.train_rate, minimum=0, maximum=1)
+        if self.test_rate is not None:
+            check_number("test_rate", self.test_rate, minimum=0, maximum=1)
+        check_number("seed", self.seed, integer=True)
+        check_number("eval_seed", self.eval_seed, integer=True)
+        opt = getattr(torch.optim, str(self.optim), None)
+        if not (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
+            raise ConfigError(f"optim: expected a torch.optim optimizer class name such as Adam, AdamW or SGD, "
+                              f"got {self.optim!r}")
+        resolve_device(self.device)
+        return self
 
     def eval_spec(self) -> MissingSpec:
         rate = self.train_rate if self.test_rate is None else self.test_rate
@@ -146,6 +176,19 @@ def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalit
     return model, transfer
 
 
+def check_select_metric(name: str, ds: MultimodalDataset) -> None:
+    """``name`` must be ``loss`` or one of the metrics of ``ds``'s family."""
+    if name == "loss":
+        return
+    y = ds["valid"].labels
+    dummy = y.reshape(-1, 1).astype(np.float32) if ds.task == "regression" else np.eye(ds.output_dim)[y]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = M.dataset_metrics(ds, dummy, y)
+    if name not in names:
+        raise ConfigError("select_metric: " + unknown_keys_message("metric", [name], ["loss", *names]))
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns: the best model, its metrics, the history and where files went."""
@@ -168,6 +211,8 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
 
     ``callback(row: dict)`` is called after every epoch with the history row (for live plots).
     """
+    cfg.validate()
+    check_select_metric(cfg.select_metric, ds)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model, transfer = build_model(cfg, ds)
@@ -187,6 +232,7 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
     out = Path(out_dir) if out_dir else None
     start_epoch, history, best_score, best_state, since_best = 1, [], None, None, 0
     config_dict = asdict(cfg)
+    data_sig = ds.signature()
     if out is not None and resume and (out / "last.pt").is_file():
         ckpt = read_checkpoint(out / "last.pt")
         check_config(out / "last.pt", ckpt, model.registry_name, model.config)
@@ -245,13 +291,14 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
             best_state = copy.deepcopy(model.state_dict())
             if out is not None:
                 save_checkpoint(out / "best.pt", model, train_config=config_dict, epoch=epoch, frozen=frozen,
-                                valid=valid)
+                                valid=valid, data=data_sig)
         else:
             since_best += 1
         row["best"] = improved
         history.append(row)
         if out is not None:
             save_checkpoint(out / "last.pt", model, train_config=config_dict, epoch=epoch, frozen=frozen,
+                            data=data_sig,
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             torch_rng=torch.get_rng_state(), history=history, best_score=best_score,
                             since_best=since_best)
@@ -294,7 +341,7 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
     }
     if out is not None:
         save_checkpoint(out / "best.pt", model, train_config=config_dict, epoch=best_epoch, frozen=frozen,
-                        valid=final["valid"], test=final["test"])
+                        valid=final["valid"], test=final["test"], data=data_sig)
         write_json(out / "metrics.json", result)
         hist.to_csv(out / "history.csv", index=False)
         for s, mk in masks.items():

@@ -28,11 +28,16 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    from .errors import ConfigError
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
 
 

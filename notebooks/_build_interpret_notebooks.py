@@ -39,7 +39,7 @@ from IPython.display import display
 
 from mplmm import interpret as I
 from mplmm.constants import {constants}
-from mplmm.data import load_dataset
+from mplmm.data import label_options, load_dataset
 from mplmm.notebook import setup_notebook, show, write_metrics
 from mplmm.plots import interpret as PI
 
@@ -48,7 +48,7 @@ setup_notebook(seed)
 
 
 MODEL_CELL = '''
-ds = load_dataset(dataset, verbose=False)
+ds = load_dataset(dataset, verbose=False, **label_options(label_range, threshold))
 t0 = time.time()
 model, model_info = I.load_or_train_demo(checkpoint, ds, out_dir, seed=seed, device=device)
 model_name = getattr(model, "registry_name", type(model).__name__)
@@ -78,6 +78,8 @@ Parameters: `papermill --help-notebook 03_prompt_attention.ipynb`.
     code('''
 checkpoint: str = ""  # an mplmm best.pt; "" trains a tiny mult -> mplmm model on `dataset` (seconds)
 dataset: str = "synthetic"  # dataset name (synthetic, ...) or a path in any supported format
+label_range: list = []  # regression label scale [LO, HI]; empty: the MOSI/SIMS scale when recognised, else inferred from training labels
+threshold: float = float("nan")  # generic regression family: binary threshold; nan: 0 for a symmetric range, else the midpoint
 split: str = "test"  # split the maps and statistics are computed on
 n_samples: int = 32  # samples of `split` used (the first n)
 seed: int = 0  # seed (tiny model training, plotting)
@@ -272,6 +274,8 @@ the synthetic default in seconds. Parameters: `papermill --help-notebook 04_attr
     code('''
 checkpoint: str = ""  # a best.pt (mplmm, mult, ...); "" trains a tiny mult -> mplmm model on `dataset` (seconds)
 dataset: str = "synthetic"  # dataset name (synthetic, ...) or a path in any supported format
+label_range: list = []  # regression label scale [LO, HI]; empty: the MOSI/SIMS scale when recognised, else inferred from training labels
+threshold: float = float("nan")  # generic regression family: binary threshold; nan: 0 for a symmetric range, else the midpoint
 split: str = "test"  # split the attributions are computed on
 n_samples: int = 16  # samples of `split` used (the first n) for importance and per-sample heatmaps
 ig_steps: int = 16  # Integrated Gradients steps

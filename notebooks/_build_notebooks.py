@@ -56,6 +56,8 @@ Run it in Jupyter, with `papermill 01_train.ipynb out.ipynb -p epochs 10`, or ov
 """),
     code('''
 dataset: str = "synthetic"  # dataset name (synthetic, ...) or a path to a file/folder in any supported format
+label_range: list = []  # regression label scale [LO, HI]; empty: the MOSI/SIMS scale when recognised, else inferred from training labels
+threshold: float = float("nan")  # generic regression family: binary threshold; nan: 0 for a symmetric range, else the midpoint
 model: str = "mult"  # registered model name (python -m mplmm models)
 stage: str = "pretrain"  # "pretrain" (complete data), "prompt-tune" (from `pretrained`) or "train" (from scratch)
 pretrained: str = ""  # best.pt of a pretrained 'mult' run; required by stage "prompt-tune"
@@ -78,8 +80,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import display
 
-from mplmm.data import load_dataset
-from mplmm.metrics import primary_metric
+from mplmm.data import describe_labels, label_options, load_dataset
+from mplmm.metrics import headline_metric
 from mplmm.notebook import setup_notebook, show
 from mplmm.plots import training_curves
 from mplmm.train import TrainConfig, train
@@ -107,11 +109,10 @@ pd.Series({"stage": stage, "model": cfg.model, "train_rate": cfg.train_rate,
 '''),
     md("## Data"),
     code('''
-ds = load_dataset(dataset, verbose=False)
+ds = load_dataset(dataset, verbose=False, **label_options(label_range, threshold))
 summary = ds.summary()
-metric = primary_metric(ds.metric_family)
-print(f"{summary['name']}: task {summary['task']}, metric family {summary['metric_family']} "
-      f"(headline metric {metric}), source {summary['source']}")
+metric = headline_metric(ds)
+print(f"{summary['name']}: {describe_labels(ds)} (headline metric {metric}), source {summary['source']}")
 display(pd.DataFrame({"feature dim": summary["dims"], "sequence length": summary["seq_lens"]}))
 pd.Series(summary["sizes"], name="samples").to_frame().T
 '''),
@@ -197,6 +198,8 @@ trains a tiny `mult` so the notebook runs standalone.
     code('''
 checkpoints: list = []  # best.pt paths or globs (several methods / seeds); empty: train a tiny mult here
 dataset: str = "synthetic"  # dataset name or path (the data the checkpoints were trained on)
+label_range: list = []  # regression label scale [LO, HI]; empty: the MOSI/SIMS scale when recognised, else inferred from training labels
+threshold: float = float("nan")  # generic regression family: binary threshold; nan: 0 for a symmetric range, else the midpoint
 rates: list = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # test missing rates
 mask_seeds: list = [0, 1]  # seeds of the fixed test masks (averaged per training seed)
 protocol: str = "modality"  # "modality" (whole modalities missing) or "frame" (time steps missing)
@@ -211,9 +214,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mplmm.checkpoint import load_model
-from mplmm.data import load_dataset
+from mplmm.data import label_options, load_dataset
 from mplmm.evaluate import per_mode_table, robustness_curve
-from mplmm.metrics import primary_metric
+from mplmm.metrics import headline_metric
 from mplmm.notebook import find_checkpoints, setup_notebook, show, write_metrics
 from mplmm.plots import (auc_summary, auc_table, per_mode_heatmap, per_mode_matrix, robustness_figure,
                          summarise_curves)
@@ -229,8 +232,8 @@ out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(device)
 rate_list = [float(r) for r in rates]
 seed_list = [int(s) for s in mask_seeds]
-ds = load_dataset(dataset, verbose=False)
-metric = primary_metric(ds.metric_family)
+ds = load_dataset(dataset, verbose=False, **label_options(label_range, threshold))
+metric = headline_metric(ds)
 checkpoint_list = [str(c) for c in checkpoints]
 if not checkpoint_list:  # standalone: a tiny complete-data mult, so the notebook runs without inputs
     tiny = TrainConfig(model="mult", epochs=1, model_config={"layers": 1}, seed=0, device=device, progress=False)
@@ -243,7 +246,7 @@ runs
     code('''
 curve_parts, mode_parts = [], []
 for run in runs.itertuples():
-    model, _ = load_model(run.path, device=dev)
+    model, _ = load_model(run.path, device=dev, data=ds)  # one clear line if it was trained on other data
     tags = {"method": run.method, "seed": run.seed, "run": run.run, "checkpoint": run.path}
     curve = robustness_curve(model, ds, rates=rate_list, seeds=seed_list, protocol=protocol, device=device)
     curve_parts.append(curve.assign(**tags))
@@ -318,7 +321,7 @@ from widgets import build_missing_explorer_panel
 
 
 def explorer_for(path: str):
-    chosen, _ = load_model(path, device=dev)
+    chosen, _ = load_model(path, device=dev, data=ds)
     # figure_widget=False: a plain figure in an Output (a FigureWidget would store ~5 MB of widget state here)
     return build_missing_explorer_panel(chosen, ds, split="test", rate=0.5, seed=seed_list[0], protocol=protocol,
                                         figure_widget=False)

@@ -157,7 +157,7 @@ def test_mult_iemocap_labels_become_classes(tmp_path):
     path.write_bytes(pickle.dumps(d))
     ds = load_dataset(path, verbose=False)
     assert ds.task == "classification" and ds.class_names == ["neutral", "happy", "sad", "angry"]
-    assert ds.metric_family == "iemocap" and ds["train"].labels.dtype == np.int64
+    assert ds.metric_family == "iemocap_mult" and ds["train"].labels.dtype == np.int64
     assert all(np.array_equal(ds[s].labels, classes[s]) for s in d)
 
 
@@ -195,7 +195,7 @@ def test_family_from_label_range(tmp_path):
         sp["regression_labels"] = sp.pop("labels").reshape(-1)
     path.write_bytes(pickle.dumps(d))
     ds = load_dataset(path, verbose=False)
-    assert ds.metric_family == "mosi" and any("exceed [-1, 1]" in n for n in ds.notes)
+    assert ds.metric_family == "mosi" and any("beyond [-1, 1]" in n for n in ds.notes)
 
 
 def test_utterance_level_features_become_length_one(tmp_path):

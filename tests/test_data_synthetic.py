@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mplmm.data import DataError, load_dataset, make_synthetic
+from mplmm.errors import ConfigError
 
 SHORT = (6, 8, 8)
 
@@ -122,5 +123,5 @@ def test_unknown_kind_and_bad_sizes():
         make_synthetic("foo")
     with pytest.raises(DataError, match="seq_lens"):
         make_synthetic("mosi", seq_lens=(0, 3, 3))
-    with pytest.raises(TypeError, match="unknown options"):
+    with pytest.raises(ConfigError, match="unknown option .bogus.; accepted: seed, size, sizes"):
         load_dataset("synthetic-mosi", bogus=1, verbose=False)

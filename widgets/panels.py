@@ -24,6 +24,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from mplmm import interpret as I
+from mplmm.checkpoint import check_model_fits
 from mplmm.constants import MODALITIES, MODE_NAMES, N_MODES
 from mplmm.notebook import in_ipython
 from mplmm.plots import interpret as PI
@@ -212,7 +213,9 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     With every toggle on, the seeded ``protocol`` masks at ``rate`` apply; switching modalities off forces every
     sample into the matching missing mode (the rate slider is then disabled). All three off → a message, the last
     figure stays. Controls: ``rate`` (FloatSlider), ``text`` / ``audio`` / ``vision`` (ToggleButton, True = present).
+    A model trained on data of other dims, task or classes is refused in one line (``CheckpointError``).
     """
+    check_model_fits(model, ds)
     from mplmm.train import SplitTensors
 
     controls: dict[str, W.Widget] = {
@@ -256,6 +259,7 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
     """Browse attention maps: ``sample`` (IntSlider), ``mode``, ``module`` (Dropdown), ``layer`` (IntSlider) and
     ``head`` (Dropdown, -1 = mean over heads). Prompt-token columns are shaded. Maps are computed once per mode for
     the first ``n_samples`` samples of ``split``. A model without attention weights gets a message, not an error."""
+    check_model_fits(model, ds)
     batch = I.get_batch(ds, split, n=n_samples)
     n = int(batch[0].shape[0])
     controls = {
@@ -330,6 +334,7 @@ def build_attribution_panel(model, ds, split: str = "test", n_samples: int = 8, 
     """Per-time-step relevance of one sample: ``sample`` (IntSlider), ``mode`` (Dropdown), ``method``
     (ToggleButtons: ``ig`` = Integrated Gradients on ``proj_l/a/v``, ``occlusion``). Attributions are computed once
     per (mode, method) for the first ``n_samples`` samples of ``split``."""
+    check_model_fits(model, ds)
     batch = I.get_batch(ds, split, n=n_samples)
     n = int(batch[0].shape[0])
     controls = {

@@ -2,6 +2,7 @@
 
 Loading a pickle executes code from that file — only open pickles you trust; prefer ``.npz``.
 """
+from .labels import describe_labels, label_options
 from .registry import FORMATS, SYNTHETIC_NAMES, detect_format, load_dataset
 from .schema import SPLITS, DataError, MultimodalDataset, Split
 from .synthetic import make_synthetic
@@ -14,7 +15,9 @@ __all__ = [
     "SPLITS",
     "SYNTHETIC_NAMES",
     "Split",
+    "describe_labels",
     "detect_format",
+    "label_options",
     "load_dataset",
     "make_synthetic",
     "save_dataset",

@@ -63,6 +63,8 @@ def npz_to_dict(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
                 data.setdefault(split, {})[key] = arr
     if "label_range" in meta:
         meta["label_range"] = tuple(float(v) for v in meta["label_range"])
+    if "threshold" in meta:
+        meta["threshold"] = float(meta["threshold"])
     if "class_names" in meta:
         meta["class_names"] = [str(c) for c in meta["class_names"]]
     missing = [s for s in SPLITS if s not in data]
@@ -72,9 +74,10 @@ def npz_to_dict(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     return data, meta
 
 
-def read_npz(path: Path, *, strict: bool = False, metric_family: Optional[str] = None,
-             allow_multilabel: bool = False) -> MultimodalDataset:
-    """Read an ``.npz`` dataset (the shared ``mosi_bclstm_utterance.npz`` or one written by ``save_dataset``)."""
+def read_npz(path: Path, *, strict: bool = False, **label_opts: Any) -> MultimodalDataset:
+    """Read an ``.npz`` dataset (the shared ``mosi_bclstm_utterance.npz`` or one written by ``save_dataset``).
+
+    ``label_opts`` as for :func:`mplmm.data.readers_pickle.interpret_splits`.
+    """
     data, meta = npz_to_dict(path)
-    return interpret_splits(data, source=str(path), fmt="npz", strict=strict, meta=meta,
-                            metric_family=metric_family, allow_multilabel=allow_multilabel)
+    return interpret_splits(data, source=str(path), fmt="npz", strict=strict, meta=meta, **label_opts)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import metrics as M
 from ..constants import MODALITIES
-from .schema import SPLITS, DataError, MultimodalDataset
+from ..errors import ConfigError
+from .labels import choose_regression, encode_string_labels, is_string_labels
+from .schema import SPLITS, TASKS, DataError, MultimodalDataset
 from .validate import RANGE_TOL, as_numeric, build_dataset, shape_str, where
 
 #: MulT's IEMOCAP emotion order (``Neutral, Happy, Sad, Angry`` in MulT's ``eval_iemocap``).
@@ -29,8 +32,8 @@ LABEL_ORDER = {
     "mult_pickle": ("labels", "regression_labels", "classification_labels"),
     "mmsa_pickle": ("regression_labels", "labels", "classification_labels"),
     "npz": ("regression_labels", "labels", "classification_labels"),
+    "arrays": ("labels",),
 }
-LABEL_RANGES = {"mosi": (-3.0, 3.0), "sims": (-1.0, 1.0)}
 
 
 def load_pickle(path: Path) -> Any:
@@ -77,26 +80,6 @@ def pickle_flavor(data: Any, source: str) -> tuple[str, str]:
                     f"'regression_labels' (MMSA), found keys {sorted(keys)}")
 
 
-def decide_family(source: str, labels: list[np.ndarray], override: Optional[str],
-                  from_meta: Optional[str] = None) -> tuple[str, str]:
-    """``("mosi" | "sims", reason)``: explicit option, then the file's meta, then file name, then label range."""
-    for value, why in ((override, "metric_family given"), (from_meta, "from the file's meta")):
-        if value:
-            if value not in LABEL_RANGES:
-                raise DataError(f"{source}: metric_family must be one of {sorted(LABEL_RANGES)} for regression, "
-                                f"got {value!r}")
-            return value, why
-    parts = [p.lower() for p in Path(source).parts[-3:]]
-    if any("sims" in p for p in parts):
-        return "sims", "'sims' in the path"
-    if any("mosi" in p or "mosei" in p for p in parts):
-        return "mosi", "'mosi'/'mosei' in the path"
-    top = max(float(np.abs(y).max()) for y in labels if y.size)
-    if top <= 1.0 + RANGE_TOL:
-        return "sims", f"all labels within [-1, 1] (max |y| = {top:.3g})"
-    return "mosi", f"labels exceed [-1, 1] (max |y| = {top:.3g})"
-
-
 def mult_iemocap_labels(y: np.ndarray, loc: str, allow_multilabel: bool, notes: list[str]) -> np.ndarray:
     """MulT IEMOCAP ``(N, C, 2)`` per-emotion binary labels -> class index (the emotion whose column 1 is set)."""
     positive = y.argmax(axis=2) == 1
@@ -128,21 +111,67 @@ def parse_meta(meta: Any, source: str) -> dict:
         out["class_names"] = [str(c) for c in out["class_names"]]
     if out.get("label_range") is not None:
         out["label_range"] = tuple(float(v) for v in out["label_range"])
+    if out.get("threshold") is not None:
+        out["threshold"] = float(out["threshold"])
     return out
+
+
+def _classes(raw: dict, y0: np.ndarray, label_key: str, source: str, meta: dict, family: Optional[str],
+             class_names: Optional[Sequence[str]], allow_multilabel: bool, notes: list[str]) -> tuple[str, list[str]]:
+    """Turn every split's labels into class indices (in place); returns ``(family, class_names)``."""
+    names = [str(c) for c in class_names] if class_names else meta.get("class_names")
+    if is_string_labels(raw["train"]["labels"]):
+        coded, names, note = encode_string_labels({s: raw[s]["labels"] for s in SPLITS}, names, source, label_key)
+        for s in SPLITS:
+            raw[s]["labels"] = coded[s]
+        notes.append(note)
+        default_family = "classification"
+    else:
+        mult_layout = y0.ndim == 3 and y0.shape[1] > 1 and y0.shape[2] == 2
+        for s in SPLITS:
+            y = as_numeric(raw[s]["labels"], where(source, s, label_key))
+            if y.ndim == 3 and y.shape[2] == 2:
+                raw[s]["labels"] = mult_iemocap_labels(y, where(source, s, label_key), allow_multilabel, notes)
+        n_cls = y0.shape[1] if y0.ndim >= 2 and y0.shape[1] > 1 else int(max(
+            as_numeric(raw[s]["labels"], source).max() for s in SPLITS)) + 1
+        default_family = "iemocap_mult" if mult_layout and n_cls == len(MULT_IEMOCAP_CLASSES) else "classification"
+        if not names:
+            if default_family == "iemocap_mult":
+                names = list(MULT_IEMOCAP_CLASSES)
+                notes.append("MulT IEMOCAP (N, 4, 2) labels -> class = emotion with the positive column; order "
+                             "neutral, happy, sad, angry as in MulT's eval_iemocap (per-emotion binary metrics too)")
+            else:
+                names = [f"class_{i}" for i in range(n_cls)]
+                notes.append(f"no class names in the file; using class_0..class_{n_cls - 1}")
+    if family is not None and family not in M.CLASSIFICATION_FAMILIES:
+        raise ConfigError(f"metric_family: expected one of {list(M.CLASSIFICATION_FAMILIES)} for class labels, "
+                          f"got {family!r}")
+    chosen = family or (meta.get("metric_family") if meta.get("metric_family") in M.CLASSIFICATION_FAMILIES
+                        else default_family)
+    return chosen, list(names)
 
 
 def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: bool = False,
                      meta: Optional[dict] = None, metric_family: Optional[str] = None,
-                     allow_multilabel: bool = False, name: Optional[str] = None) -> MultimodalDataset:
-    """Turn a ``{split: {key: array}}`` dict (MulT, MMSA or npz key names) into a validated dataset."""
+                     allow_multilabel: bool = False, name: Optional[str] = None, task: Optional[str] = None,
+                     label_range: Optional[Sequence[float]] = None, threshold: Optional[float] = None,
+                     class_names: Optional[Sequence[str]] = None) -> MultimodalDataset:
+    """Turn a ``{split: {key: array}}`` dict (MulT, MMSA or npz key names) into a validated dataset.
+
+    ``task``, ``metric_family``, ``label_range``, ``threshold`` and ``class_names`` override what the file says
+    and what would be inferred (see :mod:`mplmm.data.labels`).
+    """
     check_top(data, source)
     meta = dict(meta or {})
     notes: list[str] = []
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"task: expected one of {list(TASKS)}, got {task!r}")
     train = data["train"]
     if "text" not in train and "text_bert" in train:
         raise DataError(f"{where(source, 'train', 'text_bert')}: only BERT token ids (N, 3, T) are present; they need "
                         "a text encoder — mplmm requires precomputed 'text' features")
-    label_key = "classification_labels" if meta.get("task") == "classification" and "classification_labels" in train \
+    task = task or meta.get("task")
+    label_key = "classification_labels" if task == "classification" and "classification_labels" in train \
         else _pick(train, LABEL_ORDER[fmt])
     required = ["text", "audio", "vision"]
     missing = [k for k in required if k not in train] + ([] if label_key else ["labels|regression_labels"])
@@ -158,57 +187,74 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
         lengths = {m: d[f"{m}_lengths"] for m in MODALITIES if f"{m}_lengths" in d}
         raw[s] = {"text": d["text"], "audio": d["audio"], "vision": d["vision"], "labels": d[label_key],
                   "ids": d.get("id", d.get("ids")), "lengths": lengths or None}
-    y0 = as_numeric(raw["train"]["labels"], where(source, "train", label_key))
-    task = meta.get("task")
-    class_names = meta.get("class_names")
+    strings = is_string_labels(raw["train"]["labels"])
+    y0 = None if strings else as_numeric(raw["train"]["labels"], where(source, "train", label_key))
     if task is None:
-        mult_iemocap = y0.ndim == 3 and y0.shape[1] > 1 and y0.shape[2] == 2
-        task = "classification" if (label_key == "classification_labels" or mult_iemocap) else "regression"
+        mult_iemocap = y0 is not None and y0.ndim == 3 and y0.shape[1] > 1 and y0.shape[2] == 2
+        task = "classification" if (strings or label_key == "classification_labels" or mult_iemocap) \
+            else "regression"
+    label_info: dict[str, Any] = {"label_range": None, "threshold": None, "check_range": True}
     if task == "classification":
-        for s in SPLITS:
-            y = as_numeric(raw[s]["labels"], where(source, s, label_key))
-            if y.ndim == 3 and y.shape[2] == 2:
-                raw[s]["labels"] = mult_iemocap_labels(y, where(source, s, label_key), allow_multilabel, notes)
-        if not class_names:
-            n_cls = y0.shape[1] if y0.ndim >= 2 and y0.shape[1] > 1 else int(max(
-                as_numeric(raw[s]["labels"], source).max() for s in SPLITS)) + 1
-            if y0.ndim == 3 and n_cls == 4:
-                class_names = list(MULT_IEMOCAP_CLASSES)
-                notes.append("MulT IEMOCAP (N, 4, 2) labels -> class = emotion with the positive column; order "
-                             "neutral, happy, sad, angry as in MulT's eval_iemocap")
-            else:
-                class_names = [f"class_{i}" for i in range(n_cls)]
-                notes.append(f"no class names in the file; using class_0..class_{n_cls - 1}")
-        family, label_range = meta.get("metric_family", "iemocap"), None
+        if label_range is not None or threshold is not None:
+            raise ConfigError(f"{source}: label_range/threshold apply to regression, but the labels are classes "
+                              "(task classification)")
+        family, class_names = _classes(raw, y0, label_key, source, meta, metric_family, class_names,
+                                       allow_multilabel, notes)
+        hint = ""
     else:
-        ys = [as_numeric(raw[s]["labels"], where(source, s, label_key)).reshape(-1) for s in SPLITS]
-        ys = [y[np.isfinite(y)] for y in ys]
-        family, reason = decide_family(source, ys, metric_family, meta.get("metric_family"))
-        label_range = meta.get("label_range") or LABEL_RANGES[family]
-        notes.append(f"metric family {family} (label range {label_range}): {reason}")
-    hint = "; pass metric_family='mosi' if this is MOSI/MOSEI" if family == "sims" else ""
-    return build_dataset(
+        if strings:
+            raise DataError(f"{where(source, 'train', label_key)}: string labels cannot be regression targets; "
+                            "use task='classification' (--task classification)")
+        train_y = as_numeric(raw["train"]["labels"], where(source, "train", label_key)).reshape(-1)
+        finite = train_y[np.isfinite(train_y)]
+        if finite.size == 0:
+            raise DataError(f"{where(source, 'train', label_key)}: no finite labels")
+        choice = choose_regression(source, finite, family=metric_family, label_range=label_range,
+                                   threshold=threshold, meta=meta)
+        family, class_names = choice.family, None
+        notes.extend(choice.notes)
+        label_info = {"label_range": choice.label_range, "threshold": choice.threshold,
+                      "check_range": not choice.inferred}
+        if choice.inferred:
+            _note_beyond(raw, choice.label_range, source, label_key, notes)
+        hint = ("; pass metric_family='mosi' if this is MOSI/MOSEI, or label_range=(LO, HI) (--label_range LO HI) "
+                "for another scale" if family == "sims" else
+                "; pass label_range=(LO, HI) (--label_range LO HI) or metric_family='regression' for another scale")
+    ds = build_dataset(
         raw, name=str(meta.get("name") or name or Path(source).stem), source=source, fmt=fmt, task=task,
-        metric_family=family, class_names=class_names, label_range=label_range, strict=strict,
-        keys={"labels": label_key, "ids": "id"}, notes=notes, range_hint=hint,
+        metric_family=family, class_names=class_names, label_range=label_info["label_range"], strict=strict,
+        keys={"labels": label_key, "ids": "id"}, notes=notes, range_hint=hint, check_range=label_info["check_range"],
     )
+    ds.threshold = label_info["threshold"]
+    ds.label_range_inferred = not label_info["check_range"]
+    return ds
 
 
-def read_mult_pickle(path: Path, *, strict: bool = False, data: Any = None, metric_family: Optional[str] = None,
-                     allow_multilabel: bool = False) -> MultimodalDataset:
-    """Read a MulT pickle (``data`` = an already unpickled object, to avoid reading twice)."""
+def _note_beyond(raw: dict, rng: tuple[float, float], source: str, key: str, notes: list[str]) -> None:
+    """Valid/test labels outside a range inferred from train are kept, with a note."""
+    for s in SPLITS[1:]:
+        y = as_numeric(raw[s]["labels"], where(source, s, key)).reshape(-1)
+        out = int(((y < rng[0] - RANGE_TOL) | (y > rng[1] + RANGE_TOL)).sum())
+        if out:
+            notes.append(f"{s}: {out} labels outside the training range ({rng[0]:g}, {rng[1]:g}) inferred from "
+                         "train; pass label_range to fix the scale")
+
+
+def read_mult_pickle(path: Path, *, strict: bool = False, data: Any = None, **label_opts: Any) -> MultimodalDataset:
+    """Read a MulT pickle (``data`` = an already unpickled object, to avoid reading twice).
+
+    ``label_opts``: ``metric_family``, ``allow_multilabel``, ``task``, ``label_range``, ``threshold``,
+    ``class_names`` (see :func:`interpret_splits`).
+    """
     obj = load_pickle(path) if data is None else data
     check_top(obj, str(path))
     meta = parse_meta(obj.get("meta"), str(path))
-    return interpret_splits(obj, source=str(path), fmt="mult_pickle", strict=strict, meta=meta,
-                            metric_family=metric_family, allow_multilabel=allow_multilabel)
+    return interpret_splits(obj, source=str(path), fmt="mult_pickle", strict=strict, meta=meta, **label_opts)
 
 
-def read_mmsa_pickle(path: Path, *, strict: bool = False, data: Any = None,
-                     metric_family: Optional[str] = None) -> MultimodalDataset:
+def read_mmsa_pickle(path: Path, *, strict: bool = False, data: Any = None, **label_opts: Any) -> MultimodalDataset:
     """Read an MMSA pickle (``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``, the shared ``mosi_bclstm`` pkl)."""
     obj = load_pickle(path) if data is None else data
     check_top(obj, str(path))
     meta = parse_meta(obj.get("meta"), str(path))
-    return interpret_splits(obj, source=str(path), fmt="mmsa_pickle", strict=strict, meta=meta,
-                            metric_family=metric_family)
+    return interpret_splits(obj, source=str(path), fmt="mmsa_pickle", strict=strict, meta=meta, **label_opts)

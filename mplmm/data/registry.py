@@ -21,11 +21,17 @@ from ..constants import MODALITIES
 from .readers_iemocap import is_iemocap_folder, read_iemocap_mmin
 from .readers_npz import read_npz
 from .readers_pickle import load_pickle, pickle_flavor, read_mmsa_pickle, read_mult_pickle
+from ..errors import ConfigError, unknown_keys_message
+from .labels import check_label_range_option, describe_labels
 from .schema import DataError, MultimodalDataset
 from .synthetic import SPECS, make_default_synthetic, make_synthetic
 from .validate import fit_length
 
 FORMATS = ("mult_pickle", "mmsa_pickle", "npz", "iemocap_mmin")
+#: reader options accepted per format (label options are keyword arguments of :func:`load_dataset` itself)
+READER_OPTIONS = {"mult_pickle": ("allow_multilabel",), "mmsa_pickle": (), "npz": ("allow_multilabel",),
+                  "iemocap_mmin": ("fold", "audio_len", "vision_len", "text_len", "a_type", "v_type", "l_type")}
+SYNTHETIC_OPTIONS = ("size", "seed", "sizes")
 SYNTHETIC_NAMES = ("synthetic", *(f"synthetic-{k}" for k in SPECS))
 PICKLE_EXT = (".pkl", ".pickle")
 AUTO_STD_THRESHOLD = 50.0
@@ -132,11 +138,14 @@ def _fit_seq_lens(ds: MultimodalDataset, seq_lens: Sequence[int]) -> None:
     ds.notes.append(f"sequences padded/truncated to seq_lens {tuple(int(t) for t in seq_lens)}")
 
 
-def _synthetic(name: str, seq_lens: Optional[Sequence[int]], opts: dict) -> MultimodalDataset:
-    allowed = {"size", "seed", "sizes"}
-    unknown = set(opts) - allowed
+def _check_opts(what: str, opts: dict, allowed: Sequence[str]) -> None:
+    unknown = set(opts) - set(allowed)
     if unknown:
-        raise TypeError(f"unknown options for {name!r}: {sorted(unknown)}; allowed {sorted(allowed)}")
+        raise ConfigError(f"{what}: " + unknown_keys_message("option", unknown, allowed))
+
+
+def _synthetic(name: str, seq_lens: Optional[Sequence[int]], opts: dict) -> MultimodalDataset:
+    _check_opts(f"load_dataset({name!r})", opts, SYNTHETIC_OPTIONS)
     if name == "synthetic":
         return make_default_synthetic(seed=opts.get("seed", 0), seq_lens=seq_lens, sizes=opts.get("sizes"),
                                       **({"size": opts["size"]} if "size" in opts else {}))
@@ -150,18 +159,48 @@ def _say(verbose: bool, text: str) -> None:
         print(f"mplmm: {text}", file=sys.stderr)
 
 
+def _label_options(label_range: Any, threshold: Any, task: Optional[str], class_names: Any,
+                   metric_family: Optional[str]) -> dict:
+    """The label options that were given (validated), as reader keyword arguments."""
+    out: dict[str, Any] = {}
+    if label_range is not None:
+        out["label_range"] = check_label_range_option(label_range)
+    if threshold is not None:
+        try:
+            out["threshold"] = float(threshold)
+        except (TypeError, ValueError):
+            raise ConfigError(f"threshold: expected a number, got {threshold!r}") from None
+    if task is not None:
+        out["task"] = task
+    if class_names:
+        out["class_names"] = [str(c) for c in class_names]
+    if metric_family:
+        out["metric_family"] = metric_family
+    return out
+
+
 def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *, strict: bool = False,
                  seq_lens: Optional[Sequence[int]] = None, standardize: Union[bool, str, Sequence[str]] = "auto",
-                 verbose: bool = True, **opts: Any) -> MultimodalDataset:
+                 verbose: bool = True, label_range: Optional[Sequence[float]] = None,
+                 threshold: Optional[float] = None, task: Optional[str] = None,
+                 class_names: Optional[Sequence[str]] = None, metric_family: Optional[str] = None,
+                 **opts: Any) -> MultimodalDataset:
     """Load a synthetic dataset by name or a file/folder in one of :data:`FORMATS`.
 
     ``strict``: raise on non-finite features instead of zeroing them. ``seq_lens``: for synthetic data the generated
     lengths, for files pad/truncate to them. ``standardize``: ``"auto"`` (utterance-level data whose max |x| > 50),
-    True, False or a list of modalities. Reader options (``opts``): ``metric_family``, ``allow_multilabel``;
-    IEMOCAP ``fold``, ``audio_len``, ``vision_len``, ``text_len``; synthetic ``size``, ``seed``, ``sizes``.
+    True, False or a list of modalities. Labels (see :mod:`mplmm.data.labels`): ``label_range`` (default: the
+    family's scale, else inferred from the training split), ``threshold`` (generic regression family), ``task``
+    (``"classification"`` for integer class labels), ``class_names``, ``metric_family``. Reader options
+    (``opts``, :data:`READER_OPTIONS`): ``allow_multilabel``; IEMOCAP ``fold``, ``audio_len``, ``vision_len``,
+    ``text_len``; synthetic ``size``, ``seed``, ``sizes``. An unknown option is a one-line :class:`ConfigError`.
     """
     key = str(name_or_path)
+    label_opts = _label_options(label_range, threshold, task, class_names, metric_family)
     if key in SYNTHETIC_NAMES and not Path(key).exists():
+        if label_opts:
+            raise ConfigError(f"{key}: the synthetic datasets fix their own labels; {sorted(label_opts)} apply to "
+                              "files only")
         ds = _synthetic(key, seq_lens, opts)
     else:
         path = Path(name_or_path).expanduser()
@@ -180,15 +219,19 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
                 path = found[0]
         else:
             raise DataError(f"unknown format {format!r}; expected 'auto' or one of {list(FORMATS)}")
-        _say(verbose, f"reading {path} as {fmt} ({reason})")
+        _check_opts(f"{path} ({fmt})", opts, READER_OPTIONS[fmt])
         if fmt == "iemocap_mmin":
+            if label_opts:
+                raise ConfigError(f"{path}: an MMIN IEMOCAP folder defines its own classes; {sorted(label_opts)} "
+                                  "do not apply")
             ds = read_iemocap_mmin(path, strict=strict, **opts)
         elif fmt == "npz":
-            ds = read_npz(path, strict=strict, **opts)
+            ds = read_npz(path, strict=strict, **label_opts, **opts)
         elif fmt == "mult_pickle":
-            ds = read_mult_pickle(path, strict=strict, data=data, **opts)
+            ds = read_mult_pickle(path, strict=strict, data=data, **label_opts, **opts)
         else:
-            ds = read_mmsa_pickle(path, strict=strict, data=data, **opts)
+            ds = read_mmsa_pickle(path, strict=strict, data=data, **label_opts, **opts)
+        _say(verbose, f"reading {path} as {fmt} ({reason}): {describe_labels(ds)}")
         if seq_lens is not None:
             _fit_seq_lens(ds, seq_lens)
     note = _apply_standardize(ds, standardize)

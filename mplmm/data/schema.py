@@ -14,24 +14,26 @@ lengths    dict or None       optional per-modality valid lengths, int64 (N,)
 ========== ================= =========================================================
 
 Dataset-level fields: ``task`` (``"regression"`` or ``"classification"``), ``class_names`` (classification),
-``label_range`` (regression, e.g. ``(-3, 3)``), ``metric_family`` (``"mosi"``, ``"sims"`` or ``"iemocap"``: which
-metric set applies), ``name``, ``source`` (path or ``"synthetic"``), ``format`` (which reader produced it).
+``label_range`` (regression, e.g. ``(-3, 3)``), ``threshold`` (generic regression family: the binary-accuracy
+threshold), ``metric_family`` (one of :data:`METRIC_FAMILIES`: which metric set applies, see ``docs/protocol_metrics.md``),
+``name``, ``source`` (path or ``"synthetic"``), ``format`` (which reader produced it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..constants import MODALITIES
+from ..errors import UserError
 
 SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 TASKS = ("regression", "classification")
-METRIC_FAMILIES = ("mosi", "sims", "iemocap")
+METRIC_FAMILIES = ("mosi", "sims", "regression", "iemocap", "iemocap_mult", "classification")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset file or array does not match the documented schema (one-line, user-facing message)."""
 
 
@@ -74,6 +76,23 @@ class MultimodalDataset:
     source: str = "synthetic"
     format: str = "synthetic"
     notes: list[str] = field(default_factory=list)
+    threshold: Optional[float] = None
+    #: True when ``label_range`` was inferred from the training split (then not written into saved files' meta)
+    label_range_inferred: bool = False
+
+    @classmethod
+    def from_arrays(cls, text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any], labels: Sequence[Any],
+                    splits: Sequence[str], ids: Optional[Sequence[str]] = None, **options: Any) -> "MultimodalDataset":
+        """A dataset from one array per modality per utterance (``(T_i, D)`` of any length ``T_i``, or ``(D,)``),
+        labels (numbers or class-name strings) and each utterance's split (``train``/``valid``/``test``).
+
+        Sequences are zero-padded to the longest per modality (or to ``seq_lens``) and their lengths recorded.
+        ``options``: ``name``, ``task``, ``class_names``, ``label_range``, ``threshold``, ``metric_family``,
+        ``seq_lens`` (see :func:`mplmm.data.arrays.dataset_from_arrays`).
+        """
+        from .arrays import dataset_from_arrays
+
+        return dataset_from_arrays(text, audio, vision, labels, splits, ids, **options)
 
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
@@ -97,6 +116,12 @@ class MultimodalDataset:
         """1 for regression, the number of classes for classification."""
         return 1 if self.task == "regression" else len(self.class_names or [])
 
+    def signature(self) -> dict:
+        """What a model trained on this dataset depends on (saved in checkpoints, checked when they are loaded)."""
+        return {"name": self.name, "task": self.task, "dims": list(self.dims), "seq_lens": list(self.seq_lens),
+                "output_dim": self.output_dim, "class_names": self.class_names, "metric_family": self.metric_family,
+                "label_range": list(self.label_range) if self.label_range else None, "threshold": self.threshold}
+
     def summary(self) -> dict:
         """A small JSON-able description (sizes, dims, lengths, task)."""
         return {
@@ -107,6 +132,7 @@ class MultimodalDataset:
             "metric_family": self.metric_family,
             "class_names": self.class_names,
             "label_range": self.label_range,
+            "threshold": self.threshold,
             "dims": dict(zip(MODALITIES, self.dims)),
             "seq_lens": dict(zip(MODALITIES, self.seq_lens)),
             "sizes": {k: len(v) for k, v in self.splits.items()},

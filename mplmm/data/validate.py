@@ -128,14 +128,21 @@ def to_class_labels(y: Any, loc: str, n_classes: Optional[int] = None) -> np.nda
     return arr.astype(np.int64)
 
 
+def _id_text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
 def to_ids(ids: Any, n: int, loc: str) -> np.ndarray:
-    """str ``(N,)``; bytes are decoded, ``(N, 1)`` is flattened."""
+    """str ``(N,)``; bytes are decoded, ``(N, 1)`` is flattened, and MulT's ``(N, K)`` id fields (video id and
+    segment fields, read by MulT as ``meta[i][0..2]``) are joined with ``'_'`` into one id per sample."""
     arr = np.asarray(ids)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise DataError(f"{loc}: expected (N,) ids with N={n} like 'labels', got shape {shape_str(arr.shape)}")
-    out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.tolist()]
+    if arr.ndim == 2 and arr.shape[0] == n and arr.shape[1] >= 1:
+        out = ["_".join(_id_text(f).strip() for f in row) for row in arr.tolist()]
+    elif arr.ndim == 1 and arr.shape[0] == n:
+        out = [_id_text(v) for v in arr.tolist()]
+    else:
+        raise DataError(f"{loc}: expected (N,) ids or MulT's (N, K) id fields with N={n} like 'labels', "
+                        f"got shape {shape_str(arr.shape)}")
     return np.array(out, dtype=str) if out else np.zeros((0,), dtype="<U1")
 
 
@@ -250,10 +257,11 @@ def build_dataset(raw: Mapping[str, Mapping[str, Any]], *, name: str, source: st
                   metric_family: str, class_names: Optional[list[str]] = None,
                   label_range: Optional[tuple[float, float]] = None, strict: bool = False,
                   keys: Optional[Mapping[str, str]] = None, notes: Optional[list[str]] = None,
-                  range_hint: str = "") -> MultimodalDataset:
+                  range_hint: str = "", check_range: bool = True) -> MultimodalDataset:
     """Validate raw per-split arrays (``text, audio, vision, labels[, ids, lengths]``) into a dataset.
 
     ``keys`` maps roles to the key names used in the file (for messages), e.g. ``{"labels": "regression_labels"}``.
+    ``check_range=False`` skips the label-range check (a range inferred from the training split).
     """
     keys = dict(keys or {})
     notes = list(notes or [])
@@ -267,7 +275,7 @@ def build_dataset(raw: Mapping[str, Mapping[str, Any]], *, name: str, source: st
     _align_time(splits, source, notes)
     lkey = keys.get("labels", "labels")
     for s, sp in splits.items():
-        if task == "regression" and label_range is not None:
+        if task == "regression" and label_range is not None and check_range:
             check_label_range(sp.labels, label_range, where(source, s, lkey), range_hint)
         if task == "classification":
             if not class_names:

@@ -23,7 +23,9 @@ WRITE_FORMATS = ("mult_pickle", "mmsa_pickle", "npz", "iemocap_mmin")
 
 def _meta(ds: MultimodalDataset) -> dict:
     return {"name": ds.name, "task": ds.task, "class_names": ds.class_names, "metric_family": ds.metric_family,
-            "label_range": list(ds.label_range) if ds.label_range else None, "writer": "mplmm"}
+            "label_range": list(ds.label_range) if ds.label_range and not ds.label_range_inferred else None,
+            "threshold": ds.threshold,
+            "writer": "mplmm"}
 
 
 def _lengths(sp: Split, m: str) -> np.ndarray:
@@ -91,7 +93,7 @@ def _write_npz(ds: MultimodalDataset, path: Path) -> None:
     arrays = {f"{s}__{k}": v for s in SPLITS for k, v in _split_dict(ds, ds[s], "npz").items()}
     for k, v in _meta(ds).items():
         if v is not None:
-            arrays[f"meta__{k}"] = np.asarray(v, dtype=float if k == "label_range" else str)
+            arrays[f"meta__{k}"] = np.asarray(v, dtype=float if k in ("label_range", "threshold") else str)
     _atomic_file(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 

@@ -37,6 +37,11 @@ def _generator(d_in: int, hidden: int, d_out: int, norm: bool) -> nn.Sequential:
 class DCP(MissingModalityModel):
     """Deep correlated prompts (correlated, dynamic, modal-common) in the frozen MulT memory transformers."""
 
+    @classmethod
+    def extra_config_defaults(cls) -> dict:
+        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
+        return dict(BACKBONE_DEFAULTS)
+
     uses_pretrained_backbone = True
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, n_prompt: int = 4, prompt_depth: int = 6,

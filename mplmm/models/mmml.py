@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..constants import MODALITIES
+from ..errors import ConfigError
 from .base import MissingModalityModel, register
 from .peer_layers import Attention, PostLNBlock, keep_masks, masked_mean, sinusoid_table, zero_fill
 
@@ -51,7 +52,8 @@ class MMML(MissingModalityModel):
         modalities = tuple(modalities)
         bad = any(m not in MODALITIES for m in modalities) or len(set(modalities)) != len(modalities)
         if len(modalities) < 2 or bad:
-            raise ValueError(f"modalities must be 2 or 3 distinct names from {MODALITIES}, got {modalities}")
+            raise ConfigError(f"model key 'modalities': expected 2 or 3 distinct names from {MODALITIES}, "
+                              f"got {modalities}")
         super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
                          modalities=list(modalities), d=d, heads=heads, enc_layers=enc_layers,
                          cme_layers=cme_layers, dropout=dropout, head_dropout=head_dropout, w_unimodal=w_unimodal)

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import MODE_PRESENT
+from ..errors import ConfigError
 from .base import MissingModalityModel, register
-from .mult import MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
+from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
 
 MODS = "lav"
 #: for each target modality, the available-source combinations used by the fusers, in the reference's order
@@ -72,6 +73,11 @@ class MLPLayer(nn.Module):
 class MPLMM(MissingModalityModel):
     """MPLMM prompt model; ``load_pretrained_backbone`` copies and freezes a ``mult`` checkpoint."""
 
+    @classmethod
+    def extra_config_defaults(cls) -> dict:
+        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
+        return dict(BACKBONE_DEFAULTS)
+
     uses_pretrained_backbone = True
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, prompt_length: int = 16,
@@ -79,9 +85,9 @@ class MPLMM(MissingModalityModel):
                  **cfg) -> None:
         bb = backbone_config(cfg)
         if prompt_init not in ("lora", "zeros"):
-            raise ValueError(f"prompt_init must be 'lora' or 'zeros', got {prompt_init!r}")
+            raise ConfigError(f"model key 'prompt_init': expected 'lora' or 'zeros', got {prompt_init!r}")
         if gen_projection not in ("conv", "bypass"):
-            raise ValueError(f"gen_projection must be 'conv' or 'bypass', got {gen_projection!r}")
+            raise ConfigError(f"model key 'gen_projection': expected 'conv' or 'bypass', got {gen_projection!r}")
         super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
                          prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection,
                          frozen_dropout=frozen_dropout, **bb)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .base import MissingModalityModel, register
 from .transformer import TransformerEncoder
 
@@ -38,7 +39,8 @@ class MulTBackbone(nn.Module):
                  embed_dropout: float = 0.25, out_dropout: float = 0.1, attn_mask: bool = True) -> None:
         super().__init__()
         if d % num_heads or (2 * d) % num_heads:
-            raise ValueError(f"d={d} and 2d={2 * d} must both be divisible by num_heads={num_heads}")
+            raise ConfigError(f"model key 'num_heads': d={d} and 2d={2 * d} must both be divisible by "
+                              f"num_heads={num_heads}")
         self.d, self.embed_dropout, self.out_dropout = d, embed_dropout, out_dropout
         d_l, d_a, d_v = dims
         self.proj_l = nn.Conv1d(d_l, d, kernel_size=1, bias=False)
@@ -144,6 +146,11 @@ def transfer_backbone(model: nn.Module, state_dict: dict, pretrained_config: dic
 @register("mult")
 class MulT(MissingModalityModel):
     """Plain MulT on complete data (pre-training model). ``modes`` are ignored, as in the reference."""
+
+    @classmethod
+    def extra_config_defaults(cls) -> dict:
+        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
+        return dict(BACKBONE_DEFAULTS)
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, **cfg) -> None:
         bb = backbone_config(cfg)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import MODALITIES, MODE_PRESENT, N_MODES
+from ..errors import ConfigError
 
 _PRESENT = torch.tensor([MODE_PRESENT[m] for m in range(N_MODES)], dtype=torch.bool)  # (7, 3)
 NEG_INF = -1e4  # additive mask value: a fully masked row degrades to a uniform softmax, never NaN
@@ -80,7 +81,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} not divisible by heads {heads}")
+            raise ConfigError(f"model width {dim} is not divisible by its number of heads {heads}")
         self.heads, self.dropout = heads, dropout
         self.to_q = nn.Linear(dim, dim, bias=bias)
         self.to_kv = nn.Linear(dim, 2 * dim, bias=bias)
