@@ -26,7 +26,8 @@ params), ``log.txt`` (kernel output) and whatever the notebook writes to its ``o
 folder). ``<output_root>/index.html`` and ``index.csv`` list every run. A failed run is recorded and the batch goes
 on; runs that depend on it fail with ``DependencyError``. Re-running skips runs whose ``status.json`` says ok with the
 same parameters, unless ``force``. Relative paths (notebooks, data, ``output_root``) resolve from ``root`` (default:
-the current directory), which is also the kernels' working directory.
+the current directory), which is also the kernels' working directory. Runs execute on this machine (one GPU each when
+there are GPUs) or as one Slurm job array per stage: see :mod:`mplmm.executors`.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import yaml
 
@@ -53,7 +54,7 @@ from .errors import UserError
 KERNEL_NAME = "mplmm"
 KERNEL_DISPLAY_NAME = "Python (mplmm)"
 KERNEL_ENV = {"PLOTLY_RENDERER": "plotly_mimetype+notebook", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
-GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout"}
+GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm"}
 DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run instead of blocking the batch
 # After a cell's reply, how long its last outputs may take to arrive before the run fails. papermill's default, 4 s,
 # is too short on a loaded 2-core machine (the setup cell's output carries plotly.js, ~4 MB).
@@ -63,7 +64,6 @@ STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout"}
 INJECTED = "output_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding mplmm/ (has notebooks/ when editable)
 _REF = re.compile(r"\{([A-Za-z_][\w-]*)(?:\[([^\]{}]*)\])?\}")
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 class GridError(UserError):
@@ -106,6 +106,7 @@ class Grid:
     output_root: Path
     stages: list[Stage]
     runs: dict[str, list[Run]]  # stage name → its runs, in grid order
+    slurm: dict = field(default_factory=dict)  # the grid's validated ``slurm:`` block (see mplmm.executors)
 
     def all_runs(self) -> list[Run]:
         return [r for s in self.stages for r in self.runs[s.name]]
@@ -255,7 +256,9 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
             seen.add(fname)
             stage_runs.append(Run(stage, k, point, out_root / fname))
         runs[stage.name] = stage_runs
-    g = Grid(where, name, root, out_root, stages, runs)
+    from .executors import check_slurm
+
+    g = Grid(where, name, root, out_root, stages, runs, check_slurm(spec.get("slurm"), where))
     for run in g.all_runs():  # dry resolution: every reference must name an earlier stage and fit its runs
         _resolve_params(g, run, status=None)
         _check_model_config(g, run)
@@ -525,7 +528,9 @@ def execute_run(job: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     status = {"run": folder.name, "stage": job["stage"], "notebook": job["notebook"], "params": job["params"],
               "point": job["point"], "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "no_input": job["no_input"], "error": None}
+              "no_input": job["no_input"], "error": None, "gpu": job.get("gpu")}
+    if job.get("slurm"):
+        status["slurm"] = job["slurm"]
     _write_status(folder, status)
     t0 = time.time()
     env = {**{k: v for k, v in KERNEL_ENV.items() if k not in os.environ}, **job.get("env", {})}
@@ -565,11 +570,12 @@ def execute_run(job: dict) -> dict:
     return status
 
 
-def _failed_status(run: Run, params: dict, exc: Exception, no_input: bool) -> dict:
+def _failed_status(run: Run, params: dict, exc: Exception, no_input: bool, **extra: Any) -> dict:
+    """Record a run that failed outside its notebook (``extra`` overrides or adds status keys)."""
     run.folder.mkdir(parents=True, exist_ok=True)
     status = {"run": run.name, "stage": run.stage.name, "notebook": str(run.stage.notebook), "params": params,
               "point": run.point, "status": "failed", "no_input": no_input, "duration_s": 0.0,
-              "error": {"name": type(exc).__name__, "message": _short(exc)}}
+              "error": {"name": type(exc).__name__, "message": _short(exc)}, **extra}
     _write_status(run.folder, status)
     return status
 
@@ -580,27 +586,29 @@ def _is_done(run: Run, params: dict) -> bool:
             and json.loads(json.dumps(st.get("params"))) == json.loads(json.dumps(params)))
 
 
-def _thread_env(jobs: int) -> dict[str, str]:
-    if jobs <= 1:
-        return {}
-    per = str(max(1, (os.cpu_count() or 1) // jobs))
-    return {k: per for k in _THREAD_VARS}
-
-
-def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = False, no_input: bool = False,
-             only: Optional[str] = None, root: Union[str, os.PathLike, None] = None, progress: bool = True) -> Path:
+def run_grid(grid: Union[str, os.PathLike, dict], jobs: Optional[int] = None, force: bool = False,
+             no_input: bool = False, only: Optional[str] = None, root: Union[str, os.PathLike, None] = None,
+             progress: bool = True, gpus: Union[str, Sequence[Union[int, str]], None] = None, jobs_per_gpu: int = 1,
+             executor: str = "local", slurm: Optional[dict] = None) -> Path:
     """Run every stage of ``grid`` (a YAML path or dict) in order; returns the path of ``<output_root>/index.html``.
 
-    ``jobs``: runs of one stage executed in parallel processes (threads per run = cores // jobs). ``force``: re-run
-    finished runs (their folders are cleared first). ``no_input``: hide code in the HTML reports. ``only``: run just
-    that stage (earlier stages must have finished). ``root``: working directory of the kernels and base of relative
-    paths (default: the current directory).
+    ``jobs``: runs of one stage executed in parallel processes (threads per run = cores // jobs; default: GPUs ×
+    ``jobs_per_gpu`` when there are GPUs, else 1). ``gpus``: GPUs the runs take turns on (``"0,1"`` or a list; default
+    every visible GPU; ``"none"``: no GPU pool), at most ``jobs_per_gpu`` runs per GPU, each kernel seeing only its
+    GPU. ``executor``: ``"local"``, ``"slurm"`` (one submitit job array per stage) or ``"slurm-local"`` (the same
+    through submitit's local executor); ``slurm``: settings overriding the grid's ``slurm:`` block (see
+    :mod:`mplmm.executors`). ``force``: re-run finished runs (their folders are cleared first). ``no_input``: hide
+    code in the HTML reports. ``only``: run just that stage (earlier stages must have finished). ``root``: working
+    directory of the kernels and base of relative paths (default: the current directory).
     """
     from tqdm.auto import tqdm
+
+    from .executors import make_executor
 
     g = load_grid(grid, root)
     if only is not None and only not in g.runs:
         raise GridError(f"{g.path}: --only {only!r}: no such stage; stages: {[s.name for s in g.stages]}")
+    runner = make_executor(executor, g, jobs, gpus, jobs_per_gpu, slurm)
     kernel = ensure_kernel()
     g.output_root.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {r.name: _read_status(r.folder).get("status", "") for r in g.all_runs()}
@@ -608,7 +616,6 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=sum(len(g.runs[s.name]) for s in todo_stages), desc=g.name, unit="run",
                disable=not progress, file=sys.stderr)
-    pool = None
     try:
         for stage in todo_stages:
             bar.set_description(f"{g.name}:{stage.name}")
@@ -638,22 +645,7 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
                        "params": params, "point": run.point, "kernel": kernel, "root": str(g.root),
                        "no_input": no_input, "timeout": stage.timeout}
                 jobs_list.append((run, job))
-            parallel = min(jobs, len(jobs_list))
-            for _, job in jobs_list:  # threads per kernel: cores // runs in parallel (only when > 1)
-                job["env"] = _thread_env(parallel)
-            if parallel > 1:
-                if pool is None:
-                    import multiprocessing as mp
-                    from concurrent.futures import ProcessPoolExecutor
-
-                    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
-                futures = {pool.submit(execute_run, job): run for run, job in jobs_list}
-                from concurrent.futures import as_completed
-
-                results = ((futures[f], f.result()) for f in as_completed(futures))
-            else:
-                results = ((run, execute_run(job)) for run, job in jobs_list)
-            for run, st in results:
+            for run, st in runner.run(jobs_list):
                 status[run.name] = st["status"]
                 counts[st["status"]] = counts.get(st["status"], 0) + 1
                 bar.update(1)
@@ -661,8 +653,7 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: int = 1, force: bool = F
                     bar.write(f"FAILED {run.name}: {_error_text(st.get('error') or {})}")
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown()
+        runner.close()
     index = write_index(g)
     print(f"{g.name}: {counts['ok']} ran ok, {counts['failed']} failed, {counts['skipped']} already done "
           f"→ {index}")

@@ -211,7 +211,11 @@ def cmd_params(args) -> int:
 def cmd_batch(args) -> int:
     from .batch import run_grid
 
-    index = run_grid(args.grid, jobs=args.jobs, force=args.force, no_input=args.no_input, only=args.only)
+    slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "mem_gb": args.slurm_mem,
+             "cpus_per_task": args.slurm_cpus, "array_parallelism": args.slurm_array_parallelism}
+    index = run_grid(args.grid, jobs=args.jobs, force=args.force, no_input=args.no_input, only=args.only,
+                     gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu, executor=args.executor,
+                     slurm={k: v for k, v in slurm.items() if v is not None})
     print(f"index: {index}")
     return 0
 
@@ -347,7 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("batch", help="run a papermill grid (papermill_runs/grids/*.yaml)")
     b.add_argument("grid", help="grid YAML file")
-    b.add_argument("--jobs", type=int, default=1, help="parallel runs within a stage (default 1)")
+    b.add_argument("--jobs", type=int, default=None,
+                   help="parallel runs within a stage (default: GPUs x --jobs-per-gpu when there are GPUs, else 1)")
+    b.add_argument("--gpus", default=None, metavar="0,1,...",
+                   help="GPUs the runs take turns on, one kernel per GPU slot (default: every visible GPU; "
+                        "'none': no GPU pool)")
+    b.add_argument("--jobs-per-gpu", dest="jobs_per_gpu", type=int, default=1,
+                   help="runs sharing one GPU at once (default 1)")
+    b.add_argument("--executor", default="local", choices=("local", "slurm", "slurm-local"),
+                   help="local (default): this machine; slurm: one submitit job array per stage; slurm-local: the "
+                        "same through submitit's local executor (for trying it out)")
+    b.add_argument("--slurm-partition", default=None, help="Slurm partition (overrides the grid's slurm: block)")
+    b.add_argument("--slurm-time", type=int, default=None, help="minutes per run (default 240)")
+    b.add_argument("--slurm-mem", type=float, default=None, help="memory per run in GB")
+    b.add_argument("--slurm-cpus", type=int, default=None, help="CPU cores per run")
+    b.add_argument("--slurm-array-parallelism", type=int, default=None, help="runs of one stage's array at once")
     b.add_argument("--force", action="store_true", help="re-run finished runs")
     b.add_argument("--no-input", dest="no_input", action="store_true", help="hide code in the HTML reports")
     b.add_argument("--only", default=None, help="run only this stage (earlier stages must have finished)")

@@ -48,9 +48,9 @@ def _write(tmp_path: Path, spec: dict, name: str = "g.yaml") -> Path:
 
 def test_run_grid_signature():
     sig = inspect.signature(run_grid)
-    for kw in ("jobs", "force", "no_input", "only"):
+    for kw in ("jobs", "force", "no_input", "only", "gpus", "jobs_per_gpu", "executor", "slurm"):
         assert kw in sig.parameters
-    assert sig.parameters["jobs"].default == 1 and sig.parameters["only"].default is None
+    assert sig.parameters["jobs"].default is None and sig.parameters["only"].default is None  # None: GPUs × k, else 1
 
 
 def test_load_grid_runs_and_folders():
