@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_curve.py
 
 clean:
 	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache

@@ -134,7 +134,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_curve(args) -> int:
     from .checkpoint import load_model
-    from .evaluate import area_under_curve, per_mode_table, robustness_curve
+    from .evaluate import ModePredictions, area_under_curve, per_mode_table, robustness_curve
     from .metrics import headline_metric
     from .missing import MissingSpec
 
@@ -142,9 +142,10 @@ def cmd_curve(args) -> int:
         MissingSpec(args.protocol, rate, 0)  # validates each rate before any work
     ds = _dataset(args)
     model, ckpt = load_model(args.checkpoint, data=ds)
+    cache = ModePredictions(model, ds, args.split, args.device)  # at most seven passes for curve and table
     curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
-                             progress=not args.quiet)
-    modes = per_mode_table(model, ds, args.split, args.device)
+                             progress=not args.quiet, cache=cache)
+    modes = per_mode_table(model, ds, args.split, args.device, cache=cache)
     key = headline_metric(ds)
     out = Path(args.out or Path(args.checkpoint).parent / "curve")
     out.mkdir(parents=True, exist_ok=True)

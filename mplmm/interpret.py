@@ -700,14 +700,15 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
 # ----------------------------------------------------------------------------------------------------------------------
 def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.0,
                      present: Sequence[bool] = (True, True, True), seed: int = 0, protocol: str = "modality",
-                     data: Any = None) -> dict:
+                     data: Any = None, cache: Any = None) -> dict:
     """Evaluate ``model`` on ``split`` at missing ``rate``, or with the modalities switched off in ``present``.
 
     All three present: the seeded ``protocol`` masks at ``rate`` (as :func:`mplmm.evaluate.evaluate_model`). Some
     switched off: every sample is forced into the corresponding mode (the rate is then ignored). All three off:
-    ``ValueError``. ``data`` may be a cached :class:`mplmm.train.SplitTensors`. Returns ``spec``, ``forced_mode``,
-    ``mode_counts``, ``missing_entry_fraction``, ``metrics`` (loss + the dataset's metrics) and ``predictions``
-    (DataFrame id, mode, truth, pred).
+    ``ValueError``. ``data`` may be a cached :class:`mplmm.train.SplitTensors`; ``cache`` a
+    :class:`mplmm.evaluate.ModePredictions` of this model and split (no forward pass once the masks' modes are
+    cached, except under frame masks). Returns ``spec``, ``forced_mode``, ``mode_counts``, ``missing_entry_fraction``,
+    ``metrics`` (loss + the dataset's metrics) and ``predictions`` (DataFrame id, mode, truth, pred).
     """
     from . import metrics as M
     from .missing import MissingSpec, eval_masks, mode_counts
@@ -720,10 +721,13 @@ def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.
         raise ConfigError("all three modalities switched off: MPLMM has no such mode (keep at least one)")
     forced = None if all(flags) else present_to_mode(*flags)
     spec = MissingSpec(protocol, float(rate), int(seed), force_mode=forced)
-    dev = _device(model)
-    data = data if data is not None else SplitTensors(ds[split], dev)
+    if cache is not None:
+        if cache.model is not model or cache.split != split:
+            raise ValueError("evaluate_missing: cache holds another model's or split's predictions")
+        data = cache.data
+    data = data if data is not None else SplitTensors(ds[split], _device(model))
     masks = eval_masks(spec, ds[split], split, ds.seq_lens)
-    pred = predict(model, data, masks)
+    pred = cache.predict(masks) if cache is not None else predict(model, data, masks)
     metrics = score_predictions(ds, pred, data.y.cpu())
     frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels,
                           "pred": pred[:, 0] if ds.task == "regression" else pred.argmax(1)})

@@ -215,7 +215,7 @@ import plotly.graph_objects as go
 
 from mplmm.checkpoint import load_model
 from mplmm.data import label_options, load_dataset
-from mplmm.evaluate import per_mode_table, robustness_curve
+from mplmm.evaluate import ModePredictions, per_mode_table, robustness_curve
 from mplmm.metrics import headline_metric
 from mplmm.notebook import find_checkpoints, setup_notebook, show, write_metrics
 from mplmm.plots import (auc_summary, auc_table, per_mode_heatmap, per_mode_matrix, robustness_figure,
@@ -242,15 +242,18 @@ if not checkpoint_list:  # standalone: a tiny complete-data mult, so the noteboo
 runs = find_checkpoints(checkpoint_list)
 runs
 '''),
-    md("## Evaluation"),
+    md("## Evaluation\n\nOne forward pass per missing mode and checkpoint (at most seven) serves the whole curve and "
+       "the per-mode table under the `modality` protocol; `frame` runs one pass per rate and mask seed."),
     code('''
 curve_parts, mode_parts = [], []
 for run in runs.itertuples():
     model, _ = load_model(run.path, device=dev, data=ds)  # one clear line if it was trained on other data
     tags = {"method": run.method, "seed": run.seed, "run": run.run, "checkpoint": run.path}
-    curve = robustness_curve(model, ds, rates=rate_list, seeds=seed_list, protocol=protocol, device=device)
+    cache = ModePredictions(model, ds, device=device)  # the forced-mode passes, shared by curve and table
+    curve = robustness_curve(model, ds, rates=rate_list, seeds=seed_list, protocol=protocol, device=device,
+                             cache=cache)
     curve_parts.append(curve.assign(**tags))
-    mode_parts.append(per_mode_table(model, ds, device=device).assign(**tags))
+    mode_parts.append(per_mode_table(model, ds, device=device, cache=cache).assign(**tags))
 curves = pd.concat(curve_parts, ignore_index=True)
 per_mode = pd.concat(mode_parts, ignore_index=True)
 summary = summarise_curves(curves, metric)

@@ -31,3 +31,9 @@ def test_bench_data_prints_timings():
     assert re.fullmatch(r"synthetic_load_s=[\d.]+ draw_modes_entry_s=[\d.]+ draw_modes_modality_s=[\d.]+ "
                         r"frame_masks_s=[\d.]+", out[-1]), out[-1]
     assert sum("target <" in line for line in out) == 3
+
+
+def test_bench_curve_prints_both_paths():
+    out = _bench("bench_curve.py", "--quick", "--seeds", "1", "--threads", "1", "--device", "cpu")
+    assert re.fullmatch(r"old_s=[\d.]+ new_s=[\d.]+ speedup=[\d.]+ max_abs_diff=\S+", out[-1]), out[-1]
+    assert out[0].startswith("machine: ") and float(out[-1].rsplit("=", 1)[1]) < 1e-4

@@ -63,6 +63,15 @@ def test_missing_explorer(ds, model):
     for m in ("text", "audio", "vision"):
         c[m].value = True
     assert panel.state["result"]["forced_mode"] is None and not c["rate"].disabled
+    calls: list[int] = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:  # every mode drawn below rate 1 was drawn at rate 1 (nested masks): served by the per-mode cache
+        for rate in (0.5, 0.25, 0.75):
+            c["rate"].value = rate
+            assert panel.state["result"]["spec"]["rate"] == rate
+    finally:
+        hook.remove()
+    assert not calls and len(panel.state["modes"].passes) <= 7
 
 
 def test_attention_panel(ds, model):

@@ -213,10 +213,13 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     With every toggle on, the seeded ``protocol`` masks at ``rate`` apply; switching modalities off forces every
     sample into the matching missing mode (the rate slider is then disabled). All three off → a message, the last
     figure stays. Controls: ``rate`` (FloatSlider), ``text`` / ``audio`` / ``vision`` (ToggleButton, True = present).
-    A model trained on data of other dims, task or classes is refused in one line (``CheckpointError``).
+    Predictions come from a per-mode cache (``state["modes"]``, at most seven forward passes): under the ``modality``
+    and ``entry`` protocols moving the slider runs no forward pass. A model trained on data of other dims, task or
+    classes is refused in one line (``CheckpointError``).
     """
+    from mplmm.evaluate import ModePredictions
+
     check_model_fits(model, ds)
-    from mplmm.train import SplitTensors
 
     controls: dict[str, W.Widget] = {
         "rate": W.FloatSlider(value=float(rate), min=0.0, max=1.0, step=0.05, description="missing rate",
@@ -226,7 +229,7 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     for name in MODALITIES:
         controls[name] = W.ToggleButton(value=True, description=name, icon="check", tooltip=f"{name} present")
     panel = Panel(f"Missing-modality explorer ({split})", controls, [["rate"], list(MODALITIES)], figure_widget)
-    panel.state["data"] = SplitTensors(ds[split], I._device(model))
+    panel.state["modes"] = ModePredictions(model, ds, split, I._device(model))
 
     def update() -> None:
         flags = tuple(bool(controls[m].value) for m in MODALITIES)
@@ -237,7 +240,7 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
             return
         controls["rate"].disabled = not all(flags)
         res = I.evaluate_missing(model, ds, split, controls["rate"].value, flags, seed, protocol,
-                                 data=panel.state["data"])
+                                 cache=panel.state["modes"])
         panel.state["result"] = res
         panel.show_figure(PI.missing_explorer_figure(res))
         prim = res["primary_metric"]

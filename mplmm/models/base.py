@@ -149,6 +149,9 @@ class MissingModalityModel(nn.Module):
     registry_name: str = "?"
     #: True when the model is prompt-tuned from a pretrained ``mult`` checkpoint (backbone frozen).
     uses_pretrained_backbone: bool = False
+    #: True when an eval-mode prediction depends only on the sample's own inputs, mode and frame mask, not on the
+    #: rest of its batch; :class:`mplmm.evaluate.ModePredictions` then answers mode-only masks from forced-mode passes.
+    predicts_per_sample: bool = True
 
     @classmethod
     def extra_config_defaults(cls) -> dict[str, Any]:

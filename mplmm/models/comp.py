@@ -135,6 +135,11 @@ class ComP(MissingModalityModel):
 
     # ------------------------------------------------------------------ encoding
     @property
+    def predicts_per_sample(self) -> bool:
+        """False with ``batch_prototypes``: every sample then attends to the whole batch's prototypes."""
+        return not self.batch_prototypes
+
+    @property
     def first_stage(self) -> bool:
         """Stage 1 while fewer than ``stage1_steps`` training losses have been computed."""
         return int(self.train_steps) < self.stage1_steps
