@@ -61,7 +61,8 @@ def test_runtime_settings_apply_and_restore(monkeypatch):
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cuda.matmul.allow_tf32,
               torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic)
     with runtime_settings(deterministic=True, tf32=True):
-        assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         import os
