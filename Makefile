@@ -43,7 +43,7 @@ test-fast: $(STAMP)
 # torch, so these use $(VENV) only if it exists, else $(PYTHON): a python3 whose torch has CUDA (GPU_PY=... to choose)
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 test-gpu:
-	$(GPU_PY) -m pytest -q tests -m gpu
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(GPU_PY) -m pytest -q tests -m gpu
 
 # the whole pipeline on one GPU in under 5 minutes, one markdown table (scripts/gpu_smoke.sh)
 gpu-smoke:
