@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install browser-deps demo test test-fast test-notebooks test-browser lab bench clean
+.PHONY: install browser-deps demo test test-fast test-gpu gpu-smoke test-notebooks test-browser lab bench clean
 
 install: $(STAMP)
 
@@ -38,6 +38,16 @@ browser-deps: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not notebook and not slow and not browser"
+
+# CUDA against CPU (tests/test_cuda.py; they skip without a CUDA device). `make install` pins the CPU build of
+# torch, so these use $(VENV) only if it exists, else $(PYTHON): a python3 whose torch has CUDA (GPU_PY=... to choose)
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+test-gpu:
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(GPU_PY) -m pytest -q tests -m gpu
+
+# the whole pipeline on one GPU in under 5 minutes, one markdown table (scripts/gpu_smoke.sh)
+gpu-smoke:
+	PY=$(GPU_PY) bash scripts/gpu_smoke.sh
 
 test-notebooks: $(STAMP)
 	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name mplmm notebooks/

@@ -105,7 +105,8 @@ def cmd_train(args) -> int:
                       batch_size=args.batch_size, lr=args.lr, optim=args.optim, clip=args.clip, when=args.when,
                       early_stopping=args.early_stopping, protocol=args.protocol, train_rate=args.drop_rate,
                       test_rate=args.test_rate, seed=args.seed, eval_seed=args.eval_seed, device=args.device,
-                      amp=args.amp, pretrained=args.pretrained_model, select_metric=args.select,
+                      amp=args.amp, tf32=args.tf32, deterministic=args.deterministic,
+                      pretrained=args.pretrained_model, select_metric=args.select,
                       progress=not args.quiet).validate()  # before reading data: a typo fails in a second
     ds = _dataset(args)
     out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
@@ -125,7 +126,7 @@ def cmd_evaluate(args) -> int:
     spec = MissingSpec(args.protocol, args.test_rate, args.eval_seed, args.mode)
     ds = _dataset(args)
     model, ckpt = load_model(args.checkpoint, data=ds)
-    res = evaluate_model(model, ds, spec, args.split, args.device)
+    res = evaluate_model(model, ds, spec, args.split, args.device, amp=args.amp)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in res.items()}, indent=2))
     if args.out:
         write_json(args.out, {"checkpoint": args.checkpoint, "spec": spec.to_dict(), "split": args.split, **res})
@@ -142,10 +143,10 @@ def cmd_curve(args) -> int:
         MissingSpec(args.protocol, rate, 0)  # validates each rate before any work
     ds = _dataset(args)
     model, ckpt = load_model(args.checkpoint, data=ds)
-    cache = ModePredictions(model, ds, args.split, args.device)  # at most seven passes for curve and table
+    cache = ModePredictions(model, ds, args.split, args.device, amp=args.amp)  # <= 7 passes for curve + table
     curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
-                             progress=not args.quiet, cache=cache)
-    modes = per_mode_table(model, ds, args.split, args.device, cache=cache)
+                             progress=not args.quiet, amp=args.amp, cache=cache)
+    modes = per_mode_table(model, ds, args.split, args.device, amp=args.amp, cache=cache)
     key = headline_metric(ds)
     out = Path(args.out or Path(args.checkpoint).parent / "curve")
     out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model_arg", action="append", metavar="KEY=VALUE",
                    help="extra model keyword argument (JSON value), repeatable")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    t.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convolutions on CUDA (default off)")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms only (an error for ops without one), deterministic cuDNN and "
+                        "CUBLAS_WORKSPACE_CONFIG: a run repeats bit for bit on the same machine (slower on CUDA)")
     t.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -298,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
         p.add_argument("--out", default=None, help="where to write results")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint at one test missing rate or mode")
     add_eval_flags(e)

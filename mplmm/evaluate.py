@@ -4,6 +4,7 @@ Under the ``modality`` and ``entry`` protocols a mask is one missing mode per sa
 per-sample model's prediction is a function of (sample, mode): :class:`ModePredictions` runs at most seven forward
 passes (every sample forced into one mode) and answers every rate and mask seed by gathering each sample's
 prediction from the pass of its mode. The ``frame`` protocol drops time steps per sample and keeps one pass per mask.
+Every function takes ``amp`` (bfloat16 autocast on CUDA, passed down to :func:`mplmm.train.predict`).
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ def _scored(ds: MultimodalDataset, pred: np.ndarray, data: SplitTensors, masks: 
 
 
 def evaluate_model(model: MissingModalityModel, ds: MultimodalDataset, spec: MissingSpec, split: str = "test",
-                   device: str = "auto", data: Optional[SplitTensors] = None) -> dict:
+                   device: str = "auto", data: Optional[SplitTensors] = None, amp: bool = False) -> dict:
     """Metrics of ``model`` on ``split`` under the fixed masks of ``spec`` (+ implied missing fractions)."""
     dev = resolve_device(device)
     model.to(dev)
     data = data or SplitTensors(ds[split], dev)
     masks = eval_masks(spec, ds[split].ids, split, ds.seq_lens)
-    return _scored(ds, predict(model, data, masks), data, masks)
+    return _scored(ds, predict(model, data, masks, amp=amp), data, masks)
 
 
 class ModePredictions:
@@ -51,8 +52,10 @@ class ModePredictions:
     """
 
     def __init__(self, model: MissingModalityModel, ds: MultimodalDataset, split: str = "test",
-                 device: str = "auto", data: Optional[SplitTensors] = None, enabled: bool = True) -> None:
+                 device: str = "auto", data: Optional[SplitTensors] = None, enabled: bool = True,
+                 amp: bool = False) -> None:
         dev = resolve_device(device)
+        self.amp = bool(amp)
         self.model, self.ds, self.split = model.to(dev), ds, split
         self.data = data if data is not None else SplitTensors(ds[split], dev)
         self.enabled = bool(enabled) and bool(getattr(model, "predicts_per_sample", True))
@@ -62,8 +65,8 @@ class ModePredictions:
         """Predictions ``(N, output_dim)`` with every sample in mode ``k`` (one forward pass, then cached)."""
         k = int(k)
         if k not in self.passes:
-            self.passes[k] = predict(self.model, self.data, eval_masks(MissingSpec(force_mode=k), self.data.ids,
-                                                                       self.split))
+            masks = eval_masks(MissingSpec(force_mode=k), self.data.ids, self.split)
+            self.passes[k] = predict(self.model, self.data, masks, amp=self.amp)
         return self.passes[k]
 
     def covers(self, masks: MissingMasks) -> bool:
@@ -73,7 +76,7 @@ class ModePredictions:
     def predict(self, masks: MissingMasks) -> np.ndarray:
         """Predictions ``(N, output_dim)`` under ``masks``: row i from the pass of sample i's mode when covered."""
         if not self.covers(masks):
-            return predict(self.model, self.data, masks)
+            return predict(self.model, self.data, masks, amp=self.amp)
         modes = np.asarray(masks.modes)
         needed = np.unique(modes)
         out = np.empty_like(self.mode(needed[0]))
@@ -89,25 +92,25 @@ class ModePredictions:
 
 
 def predict_all_modes(model: MissingModalityModel, ds: MultimodalDataset, split: str = "test",
-                      device: str = "auto") -> np.ndarray:
+                      device: str = "auto", amp: bool = False) -> np.ndarray:
     """Predictions ``(7, N, output_dim)``: entry k with every sample of ``split`` forced into mode k."""
-    cache = ModePredictions(model, ds, split, device)
+    cache = ModePredictions(model, ds, split, device, amp=amp)
     return np.stack([cache.mode(k) for k in range(N_MODES)])
 
 
 def _cache_for(model: MissingModalityModel, ds: MultimodalDataset, split: str, device: str, cached: bool,
-               cache: Optional[ModePredictions]) -> ModePredictions:
+               cache: Optional[ModePredictions], amp: bool = False) -> ModePredictions:
     """``cache`` (checked to match), a fresh one, or one that runs a pass per mask (``cached=False``)."""
     if cache is None:
-        return ModePredictions(model, ds, split, device, enabled=cached)
-    if cache.model is not model or cache.ds is not ds or cache.split != split:
-        raise ValueError("cache: a ModePredictions of another model, dataset or split")
-    return cache if cached else ModePredictions(model, ds, split, device, cache.data, enabled=False)
+        return ModePredictions(model, ds, split, device, enabled=cached, amp=amp)
+    if cache.model is not model or cache.ds is not ds or cache.split != split or cache.amp != bool(amp):
+        raise ValueError("cache: a ModePredictions of another model, dataset, split or precision")
+    return cache if cached else ModePredictions(model, ds, split, device, cache.data, enabled=False, amp=amp)
 
 
 def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: Iterable[float] = DEFAULT_RATES,
                      seeds: Sequence[int] = (0,), protocol: str = "modality", split: str = "test",
-                     device: str = "auto", progress: bool = False, *, cached: bool = True,
+                     device: str = "auto", progress: bool = False, amp: bool = False, *, cached: bool = True,
                      cache: Optional[ModePredictions] = None) -> pd.DataFrame:
     """One row per (rate, mask seed): the split's metrics at that test missing rate.
 
@@ -117,7 +120,7 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
     """
     from tqdm.auto import tqdm
 
-    evaluator = _cache_for(model, ds, split, device, cached, cache)
+    evaluator = _cache_for(model, ds, split, device, cached, cache, amp)
     rows = []
     grid = [(float(r), int(s)) for r in rates for s in seeds]
     for rate, seed in tqdm(grid, desc="curve", disable=not progress):
@@ -127,10 +130,10 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
 
 
 def per_mode_table(model: MissingModalityModel, ds: MultimodalDataset, split: str = "test",
-                   device: str = "auto", *, cached: bool = True,
+                   device: str = "auto", amp: bool = False, *, cached: bool = True,
                    cache: Optional[ModePredictions] = None) -> pd.DataFrame:
     """One row per missing mode 0..6 (every sample forced into that mode); ``cache`` as in :func:`robustness_curve`."""
-    evaluator = _cache_for(model, ds, split, device, cached, cache)
+    evaluator = _cache_for(model, ds, split, device, cached, cache, amp)
     rows = []
     for mode in range(N_MODES):
         res = evaluator.evaluate(MissingSpec("modality", 1.0 if mode < 6 else 0.0, 0, force_mode=mode))
@@ -149,13 +152,13 @@ def area_under_curve(curve: pd.DataFrame, metric: str) -> float:
 
 @torch.no_grad()
 def predictions_frame(model: MissingModalityModel, ds: MultimodalDataset, spec: MissingSpec, split: str = "test",
-                      device: str = "auto") -> pd.DataFrame:
+                      device: str = "auto", amp: bool = False) -> pd.DataFrame:
     """Per-sample predictions with id, mode and truth (for error analysis)."""
     dev = resolve_device(device)
     model.to(dev)
     data = SplitTensors(ds[split], dev)
     masks = eval_masks(spec, ds[split].ids, split, ds.seq_lens)
-    pred = predict(model, data, masks)
+    pred = predict(model, data, masks, amp=amp)
     frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels})
     if ds.task == "regression":
         frame["pred"] = pred[:, 0]

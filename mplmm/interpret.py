@@ -464,9 +464,10 @@ def generation_quality(model: nn.Module, ds, split: str = "test", n_samples: Opt
                              "real_power": (r ** 2).mean(-1).sum(0)}
                     slot = sums.setdefault((i, mode), {k: torch.zeros_like(v) for k, v in stats.items()})
                     for k, v in stats.items():
-                        slot[k] += v.cpu()
+                        slot[k] += v  # summed on the model's device; one copy to the host below
     rows = []
-    for (i, mode), s in sorted(sums.items()):
+    for (i, mode), on_device in sorted(sums.items()):
+        s = {k: v.cpu() for k, v in on_device.items()}
         name = MODALITIES[i]
         for t in range(s["mse"].shape[0]):
             mse, cos, power = (float(s[k][t]) / n_total for k in ("mse", "cosine", "real_power"))

@@ -43,6 +43,7 @@ PROTOCOLS: tuple[str, str, str] = ("modality", "entry", "frame")
 PRESENT_TABLE: np.ndarray = np.array([MODE_PRESENT[m] for m in range(N_MODES)], dtype=bool)
 
 _TWO_POW_M53 = 1.0 / float(1 << 53)
+_PRESENT_TENSORS: dict[Any, "torch.Tensor"] = {}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -280,6 +281,18 @@ def expected_missing_fraction(protocol: str, rate: float) -> float:
 # --------------------------------------------------------------------------------------------------------------------
 # applying masks
 # --------------------------------------------------------------------------------------------------------------------
+def present_table(device: Any = "cpu") -> "torch.Tensor":
+    """:data:`PRESENT_TABLE` as a ``(7, 3)`` bool tensor on ``device``, cached per device (no copy per call)."""
+    import torch
+
+    dev = torch.device(device)
+    table = _PRESENT_TENSORS.get(dev)
+    if table is None:
+        with torch.inference_mode(False):  # usable in autograd even when first asked for under inference_mode
+            table = _PRESENT_TENSORS[dev] = torch.tensor(PRESENT_TABLE.tolist(), dtype=torch.bool, device=dev)
+    return table
+
+
 def apply_missing_torch(
     text: "torch.Tensor",
     audio: "torch.Tensor",
@@ -288,7 +301,10 @@ def apply_missing_torch(
     frame_masks: Optional[Mapping[str, Any]] = None,
     fill: float = 0.0,
 ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-    """Return copies of ``(text, audio, vision)`` (each (B, T, D)) with missing modalities and dropped frames = ``fill``."""
+    """Return copies of ``(text, audio, vision)`` (each (B, T, D)) with missing modalities and dropped frames = ``fill``.
+
+    The range of ``modes`` is checked on the host only (NumPy or CPU tensors): reading it from an accelerator would
+    synchronise every forward pass."""
     import torch
 
     tensors = (text, audio, vision)
@@ -296,10 +312,9 @@ def apply_missing_torch(
     modes_t = torch.as_tensor(np.asarray(modes) if not isinstance(modes, torch.Tensor) else modes)
     if modes_t.ndim != 1 or modes_t.shape[0] != b:
         raise ValueError(f"modes must have shape ({b},), got {tuple(modes_t.shape)}")
-    if modes_t.numel() and (int(modes_t.min()) < 0 or int(modes_t.max()) >= N_MODES):
+    if modes_t.device.type == "cpu" and modes_t.numel() and (int(modes_t.min()) < 0 or int(modes_t.max()) >= N_MODES):
         raise ValueError(f"modes must be integers in 0..{N_MODES - 1}")
-    table = torch.as_tensor(PRESENT_TABLE, device=text.device)
-    present = table[modes_t.to(device=text.device, dtype=torch.long)]  # (B, 3)
+    present = present_table(text.device)[modes_t.to(device=text.device, dtype=torch.long)]  # (B, 3)
     out = []
     for j, (name, x) in enumerate(zip(MODALITIES, tensors)):
         if x.shape[0] != b:
@@ -423,5 +438,5 @@ def eval_masks(
 __all__ = [
     "PROTOCOLS", "PRESENT_TABLE", "MissingSpec", "MissingMasks", "hash_uint64", "sample_uniforms", "draw_modes",
     "draw_frame_masks", "epoch_spec", "present_matrix", "present_matrix_to_modes", "missing_entry_fraction",
-    "expected_missing_fraction", "mode_counts", "apply_missing_torch", "eval_masks",
+    "expected_missing_fraction", "mode_counts", "apply_missing_torch", "present_table", "eval_masks",
 ]

@@ -4,8 +4,11 @@
   40 epochs, clip 0.8, patience 10, factor 0.1), shuffled training batches, optional early stopping.
 * Training masks are redrawn every epoch (seeded); validation and test masks are **fixed** (seeded by the evaluation
   spec), so every method sees the same ones. Selection on validation only; final metrics on **test**.
-* ``last.pt`` is written atomically after every epoch (resume continues from it), ``best.pt`` when validation
-  improves; ``metrics.json`` records config, seed, versions, git commit and the evaluation masks' statistics.
+* ``last.pt`` is written atomically after every epoch (resume continues from it, random states included: torch CPU
+  and CUDA, Python, NumPy), ``best.pt`` when validation improves; ``metrics.json`` records config, seed, versions,
+  git commit, the evaluation masks' statistics and the ``runtime`` actually used (device, precision, TF32, determinism).
+* No per-step host synchronisation: losses are summed on the device and checked for finiteness every
+  ``FINITE_CHECK_STEPS`` steps on accelerators (every step on CPU, where checking costs nothing).
 """
 from __future__ import annotations
 
@@ -28,7 +31,11 @@ from .errors import ConfigError, check_number, unknown_keys_message
 from .missing import PROTOCOLS, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks, MissingMasks
 from .models import create_model
 from .models.base import MissingModalityModel
-from .utils import provenance, resolve_device, seed_everything, write_json
+from .utils import (provenance, resolve_device, rng_state, runtime_info, runtime_settings, seed_everything,
+                    set_rng_state, write_json)
+
+#: training steps between finiteness checks of the loss on accelerators (each check waits for the device)
+FINITE_CHECK_STEPS = 25
 
 
 @dataclass
@@ -51,7 +58,9 @@ class TrainConfig:
     seed: int = 666
     eval_seed: int = 0  # seed of the fixed validation/test masks (shared by all methods)
     device: str = "auto"
-    amp: bool = False
+    amp: bool = False  # bfloat16 autocast (CUDA only)
+    tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA
+    deterministic: bool = False  # deterministic algorithms only (errors for ops without one), deterministic cuDNN
     pretrained: Optional[str] = None
     select_metric: str = "loss"  # "loss" (valid loss, as the reference) or a metric name
     progress: bool = True
@@ -75,6 +84,9 @@ class TrainConfig:
         check_number("train_rate", self.train_rate, minimum=0, maximum=1)
         if self.test_rate is not None:
             check_number("test_rate", self.test_rate, minimum=0, maximum=1)
+        for flag in ("amp", "tf32", "deterministic", "progress"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag}: expected true or false, got {getattr(self, flag)!r}")
         check_number("seed", self.seed, integer=True)
         check_number("eval_seed", self.eval_seed, integer=True)
         opt = getattr(torch.optim, str(self.optim), None)
@@ -92,9 +104,19 @@ class TrainConfig:
         return MissingSpec(self.protocol, self.train_rate, self.seed)
 
 
+class CrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy; with deterministic algorithms on CUDA computed as log-softmax + gather, because CUDA's NLL loss
+    has no deterministic kernel (it raises there)."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.is_cuda and pred.dim() == 2 and torch.are_deterministic_algorithms_enabled():
+            return -torch.log_softmax(pred.float(), dim=-1).gather(1, target.long().view(-1, 1)).mean()
+        return super().forward(pred, target)
+
+
 def criterion_for(ds: MultimodalDataset) -> nn.Module:
     """L1 for regression, cross-entropy for classification (as MPLMM)."""
-    return nn.L1Loss() if ds.task == "regression" else nn.CrossEntropyLoss()
+    return nn.L1Loss() if ds.task == "regression" else CrossEntropy()
 
 
 def _target(labels: torch.Tensor, task: str) -> torch.Tensor:
@@ -112,14 +134,18 @@ class SplitTensors:
         self.ids = split.ids
         self.n = len(split)
 
-    def batch(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Features and labels of rows ``idx`` (a device index tensor, or a slice: views, no copies)."""
         return [x[idx] for x in self.x], self.y[idx]
 
 
-def _frame_tensors(frame: Optional[dict], idx: np.ndarray, device) -> Optional[dict]:
-    if frame is None:
-        return None
-    return {k: torch.as_tensor(v[idx], device=device) for k, v in frame.items()}
+def _frames_on(frame: Optional[dict], device: torch.device) -> Optional[dict]:
+    """Frame masks ``{modality: (N, T) bool}`` as device tensors, once per split or epoch (batches index them there)."""
+    return None if frame is None else {k: torch.as_tensor(v, device=device) for k, v in frame.items()}
+
+
+def _rows(frames: Optional[dict], idx: torch.Tensor | slice) -> Optional[dict]:
+    return None if frames is None else {k: v[idx] for k, v in frames.items()}
 
 
 def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks, batch_size: int = 256,
@@ -128,14 +154,14 @@ def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks
     model.eval()
     device = data.y.device
     modes = torch.as_tensor(masks.modes, device=device)
+    frames = _frames_on(masks.frame_masks, device)
     out = []
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
         for start in range(0, data.n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, data.n), device=device)
-            x, _ = data.batch(idx)
-            frame = _frame_tensors(masks.frame_masks, idx.cpu().numpy(), device)
-            out.append(model(*x, modes[idx], frame).float().cpu())
-    return torch.cat(out).numpy()
+            rows = slice(start, min(start + batch_size, data.n))
+            x, _ = data.batch(rows)
+            out.append(model(*x, modes[rows], _rows(frames, rows)).float())
+    return torch.cat(out).cpu().numpy()  # one copy to the host
 
 
 def evaluate_split(model: MissingModalityModel, ds: MultimodalDataset, data: SplitTensors, masks: MissingMasks,
@@ -205,14 +231,28 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=True)
 
 
+def _check_finite(loss_sum: torch.Tensor, n: int, epoch: int) -> None:
+    """Raise a clear :class:`FloatingPointError` when the summed training loss is no longer finite."""
+    if not bool(torch.isfinite(loss_sum)):
+        raise FloatingPointError(f"epoch {epoch}: training loss became {float(loss_sum) / max(n, 1)}; lower --lr or "
+                                 f"check the data for extreme values")
+
+
 def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path] = None, resume: bool = True,
           callback=None) -> TrainResult:
     """Train ``cfg.model`` on ``ds``; select on validation, report on test. Resumes from ``out_dir/last.pt``.
 
-    ``callback(row: dict)`` is called after every epoch with the history row (for live plots).
+    ``callback(row: dict)`` is called after every epoch with the history row (for live plots). TF32 and
+    deterministic algorithms are set as ``cfg`` asks for the run, and restored afterwards.
     """
     cfg.validate()
     check_select_metric(cfg.select_metric, ds)
+    with runtime_settings(cfg.deterministic, cfg.tf32):
+        return _train(cfg, ds, out_dir, resume, callback)
+
+
+def _train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path], resume: bool,
+           callback) -> TrainResult:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model, transfer = build_model(cfg, ds)
@@ -239,13 +279,14 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        set_rng_state(ckpt["rng"] if "rng" in ckpt else {"torch": ckpt["torch_rng"]})  # "torch_rng": older files
         history, best_score, since_best = ckpt["history"], ckpt["best_score"], ckpt["since_best"]
         start_epoch = ckpt["epoch"] + 1
         best_state = read_checkpoint(out / "best.pt")["state_dict"] if (out / "best.pt").is_file() else None
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
 
     n_train = data["train"].n
+    check_every = 1 if device.type == "cpu" else FINITE_CHECK_STEPS
     bar = _progress(cfg.epochs, cfg.progress, f"{cfg.model}")
     bar.update(start_epoch - 1)
     stopped = False
@@ -258,31 +299,33 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
         modes_np = draw_modes(spec, ds["train"].ids, "train")
         frame_np = draw_frame_masks(spec, ds["train"].ids, "train", ds.seq_lens) if cfg.protocol == "frame" else None
         modes_all = torch.as_tensor(modes_np, device=device)
+        frames = _frames_on(frame_np, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(n_train, generator=gen).to(device)
-        total, parts_sum = 0.0, {}
-        for start in range(0, n_train, cfg.batch_size):
+        total, parts_sum, seen = torch.zeros((), dtype=torch.float64, device=device), {}, 0
+        for step, start in enumerate(range(0, n_train, cfg.batch_size)):
             idx = order[start:start + cfg.batch_size]
             x, y = data["train"].batch(idx)
-            frame = _frame_tensors(frame_np, idx.cpu().numpy(), device)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                loss, _, parts = model.compute_loss(*x, modes_all[idx], _target(y, ds.task), crit, frame)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}: training loss became {float(loss)}; lower --lr or check "
-                                         f"the data for extreme values")
+                loss, _, parts = model.compute_loss(*x, modes_all[idx], _target(y, ds.task), crit, _rows(frames, idx))
+            total = total + loss.detach().double() * len(idx)
+            seen += len(idx)
+            if (step + 1) % check_every == 0:
+                _check_finite(total, seen, epoch)
             loss.backward()
             if cfg.clip:
                 nn.utils.clip_grad_norm_(params, cfg.clip)
             opt.step()
-            total += float(loss.detach()) * len(idx)
             for k, v in parts.items():
+                v = v.double() if isinstance(v, torch.Tensor) else v
                 parts_sum[k] = parts_sum.get(k, 0.0) + v * len(idx)
+        _check_finite(total, seen, epoch)
         valid = evaluate_split(model, ds, data["valid"], masks["valid"], amp=cfg.amp)
         sched.step(valid["loss"])
-        row = {"epoch": epoch, "train_loss": total / n_train, "valid_loss": valid["loss"],
+        row = {"epoch": epoch, "train_loss": float(total) / n_train, "valid_loss": valid["loss"],
                **{f"valid_{k}": v for k, v in valid.items() if k != "loss"},
-               **{f"train_{k}": v / n_train for k, v in parts_sum.items() if k != "task"},
+               **{f"train_{k}": float(v) / n_train for k, v in parts_sum.items() if k != "task"},
                "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
         score = valid["loss"] if select == "loss" else valid[select]
         improved = best_score is None or (score < best_score if direction == "lower" else score > best_score)
@@ -300,7 +343,7 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
             save_checkpoint(out / "last.pt", model, train_config=config_dict, epoch=epoch, frozen=frozen,
                             data=data_sig,
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            torch_rng=torch.get_rng_state(), history=history, best_score=best_score,
+                            rng=rng_state(device), history=history, best_score=best_score,
                             since_best=since_best)
         bar.update(1)
         bar.set_postfix(train=f"{row['train_loss']:.3f}", valid=f"{valid['loss']:.3f}",
@@ -338,6 +381,7 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
         "test": final["test"],
         "primary_metric": M.headline_metric(ds),
         "provenance": provenance(),
+        "runtime": runtime_info(device, cfg.amp),
     }
     if out is not None:
         save_checkpoint(out / "best.pt", model, train_config=config_dict, epoch=best_epoch, frozen=frozen,

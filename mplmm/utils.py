@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, device choice, provenance, atomic writes."""
+"""Small shared helpers: seeding and random states, device choice and runtime settings, provenance, atomic writes."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,9 @@ import random
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 import torch
@@ -26,6 +27,34 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def rng_state(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Every global random generator a run may draw from: torch's CPU one, the CUDA ones (all devices, when
+    ``device`` is CUDA), Python's and NumPy's. Tensors, tuples and numbers only: loadable with ``weights_only=True``."""
+    _, mt, gauss = random.getstate()
+    _, key, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": (torch.tensor(mt, dtype=torch.int64), gauss),
+                             "numpy": (torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss),
+                                       float(cached))}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (entries it lacks are left alone; CUDA devices beyond those present are
+    skipped)."""
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        mt, gauss = state["python"]
+        random.setstate((3, tuple(int(v) for v in mt.tolist()), gauss))
+    if "numpy" in state:
+        key, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
     from .errors import ConfigError
@@ -39,6 +68,46 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
+
+
+@contextmanager
+def runtime_settings(deterministic: bool = False, tf32: bool = False) -> Iterator[None]:
+    """Within the block: TF32 matmuls/convolutions on CUDA only when ``tf32``; with ``deterministic``, torch's
+    deterministic algorithms (errors, not warnings, for ops without one), deterministic cuDNN without benchmarking and
+    ``CUBLAS_WORKSPACE_CONFIG`` (if unset; it takes effect only before cuBLAS first starts: set it in the environment
+    for a whole process). The process-wide settings are restored afterwards."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.deterministic, cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        cudnn.deterministic, cudnn.benchmark = True, False
+    matmul.allow_tf32 = cudnn.allow_tf32 = bool(tf32)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.deterministic, cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = saved[2:]
+
+
+def runtime_info(device: torch.device | str, amp: bool = False) -> dict[str, Any]:
+    """The device a run actually used and how: type, name, CUDA and cuDNN versions, precision (``fp32`` or
+    ``bf16-amp``; autocast is CUDA-only), TF32 and deterministic algorithms as currently set, CPU threads."""
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    return {
+        "device": str(dev),
+        "type": dev.type,
+        "name": torch.cuda.get_device_name(dev) if cuda else (platform.processor() or platform.machine()),
+        "capability": "{}.{}".format(*torch.cuda.get_device_capability(dev)) if cuda else None,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "precision": "bf16-amp" if amp and cuda else "fp32",
+        "tf32": bool(cuda and torch.backends.cuda.matmul.allow_tf32),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cpu_threads": torch.get_num_threads(),
+    }
 
 
 def git_commit(path: PathLike | None = None) -> str:

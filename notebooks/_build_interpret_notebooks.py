@@ -84,7 +84,7 @@ split: str = "test"  # split the maps and statistics are computed on
 n_samples: int = 32  # samples of `split` used (the first n)
 seed: int = 0  # seed (tiny model training, plotting)
 output_dir: str = "runs/attention_demo"  # metrics.json (and the tiny model's checkpoints) go here
-device: str = "cpu"  # "cpu", "cuda", "auto"
+device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda"
 ''', "parameters"),
     code(DERIVED_HEAD + '''n_samples = int(n_samples)
 ALL_MODES = list(range(7))
@@ -282,7 +282,7 @@ ig_steps: int = 16  # Integrated Gradients steps
 internal_batch_size: int = 64  # IG evaluations per forward pass (memory bound; raised to the batch size if smaller)
 seed: int = 0  # seed (tiny model training, plotting)
 output_dir: str = "runs/attributions_demo"  # metrics.json (and the tiny model's checkpoints) go here
-device: str = "cpu"  # "cpu", "cuda", "auto"
+device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda"
 ''', "parameters"),
     code(DERIVED_HEAD + '''n_samples, ig_steps, internal_batch_size = int(n_samples), int(ig_steps), int(internal_batch_size)
 ALL_MODES = list(range(7))

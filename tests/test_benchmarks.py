@@ -14,16 +14,18 @@ def _bench(script: str, *args: str) -> list[str]:
 
 
 def test_bench_train_quick_prints_machine_readable_line():
-    out = _bench("bench_train.py", "--quick", "--threads", "1")
+    out = _bench("bench_train.py", "--quick", "--threads", "1", "--device", "cpu", "--amp")  # --amp: CUDA only
     assert re.fullmatch(r"train_samples_per_s=[\d.]+ infer_samples_per_s=[\d.]+ peak_rss_mb=\d+", out[-1]), out[-1]
+    assert "fp32" in out[0] and not any(line.startswith("target:") for line in out)  # GPU targets: CUDA only
     assert any(line.startswith("FLOPs per sample: forward") for line in out)
 
 
 def test_bench_attention_prints_bounds():
-    out = _bench("bench_attention.py", "--batch", "2", "--reps", "1", "--threads", "1")
+    out = _bench("bench_attention.py", "--batch", "2", "--reps", "1", "--threads", "1", "--device", "cpu")
     assert re.fullmatch(r"attention_bound_infer_samples_per_s=[\d.]+ attention_bound_train_samples_per_s=[\d.]+",
                         out[-1]), out[-1]
     assert sum(" x5" in line for line in out) == 6  # the six crossmodal transformers, five layers each
+    assert "widths [16]" in out[0]  # CPU rule: MulT's widths 6 and 12 computed at 16
 
 
 def test_bench_data_prints_timings():

@@ -62,19 +62,28 @@ def test_encoder_fast_equals_naive(lq, lk):
         assert last.shape == (3, 1, 12) and (last[:, 0] - fast[:, -1]).abs().max() < TOL
 
 
-@pytest.mark.parametrize("width", [0, 16])
+#: (padding rule, CPU minimum width, embed dim, heads, expected head width): no padding, the CPU rule (narrow heads to
+#: 16) and the CUDA rule (multiples of 8) forced on CPU, at MulT's crossmodal (30/5 = 6) and memory (60/5 = 12) widths
+PADDINGS = [("cpu", 0, 12, 3, 4), ("cpu", 16, 12, 3, 16), ("cuda", 16, 12, 3, 8), ("cuda", 16, 30, 5, 8),
+            ("cuda", 16, 60, 5, 16), ("cuda", 16, 16, 2, 8)]
+
+
+@pytest.mark.parametrize("rule,cpu_min,e,heads,width", PADDINGS)
 @pytest.mark.parametrize("lq,lk", [(None, None), (5, 9), (9, 5)])
-def test_encoder_gradients_equal_naive_with_and_without_head_padding(monkeypatch, width, lq, lk):
-    """Narrow heads are computed zero-padded on CPU (``CPU_SDPA_MIN_HEAD_DIM``): outputs and the gradients of inputs
-    and weights equal the naive encoder either way (heads of width 4 here)."""
+def test_encoder_gradients_equal_naive_with_and_without_head_padding(monkeypatch, rule, cpu_min, e, heads, width,
+                                                                    lq, lk):
+    """Heads are computed zero-padded (CPU: narrow heads to ``CPU_SDPA_MIN_HEAD_DIM``; CUDA: to a multiple of 8, here
+    forced on CPU): outputs and the gradients of inputs and weights equal the naive encoder either way."""
     import mplmm.models.transformer as T
 
-    monkeypatch.setattr(T, "CPU_SDPA_MIN_HEAD_DIM", width)
+    monkeypatch.setattr(T, "CPU_SDPA_MIN_HEAD_DIM", cpu_min)
+    monkeypatch.setattr(T, "FORCE_HEAD_PADDING", rule)
     torch.manual_seed(1)
-    enc = TransformerEncoder(12, 3, 2).eval()
-    x = torch.randn(2, lq or 6, 12, requires_grad=True)
-    xk = None if lk is None else torch.randn(2, lk, 12, requires_grad=True)
-    grad = torch.randn(2, lq or 6, 12)
+    enc = TransformerEncoder(e, heads, 2).eval()
+    assert enc.layers[0].self_attn._head_width(torch.device("cpu"), need_weights=False) == width
+    x = torch.randn(2, lq or 6, e, requires_grad=True)
+    xk = None if lk is None else torch.randn(2, lk, e, requires_grad=True)
+    grad = torch.randn(2, lq or 6, e)
     fast, _ = enc(x, xk)
     inputs = ([x] if xk is None else [x, xk]) + list(enc.parameters())  # inputs and weights
     g_fast = torch.autograd.grad(fast, inputs, grad, allow_unused=True)
@@ -96,8 +105,18 @@ def test_mult_fast_equals_naive():
         assert (m(*x, torch.full((5,), 6)) - naive_mult(m, *x)).abs().max() < TOL
 
 
+@pytest.fixture(params=[False, True], ids=["gather", "masked"])
+def generation(request, monkeypatch):
+    """Both ways MPLMM generates missing modalities, on CPU: row gathers (the CPU default) and the sync-free masked
+    path (the accelerator default)."""
+    import mplmm.models.mplmm as MP
+
+    monkeypatch.setattr(MP, "MASKED_GENERATION", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("gen_projection", ["conv", "bypass"])
-def test_mplmm_vectorised_equals_per_sample_loop(gen_projection):
+def test_mplmm_vectorised_equals_per_sample_loop(gen_projection, generation):
     torch.manual_seed(2)
     dims, seqs = (7, 5, 4), (4, 9, 6)
     m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
@@ -110,7 +129,7 @@ def test_mplmm_vectorised_equals_per_sample_loop(gen_projection):
     assert (fast - slow).abs().max() < TOL
 
 
-def test_mplmm_batch_invariance_and_missing_not_read():
+def test_mplmm_batch_invariance_and_missing_not_read(generation):
     torch.manual_seed(3)
     dims, seqs = (6, 5, 4), (5, 6, 7)
     m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=3, layers=2, d=12, num_heads=3).eval()
@@ -138,6 +157,29 @@ def _mt_grads(prompt_init):
     x = _inputs(8, dims, seqs)
     m(*x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 6])).pow(2).mean().backward()
     return m
+
+
+def test_masked_generation_equals_gathered_with_gradients(monkeypatch):
+    """The sync-free masked generation gives the row-gather path's outputs and parameter gradients (training mode,
+    every mode in the batch, frame masks)."""
+    import mplmm.models.mplmm as MP
+
+    dims, seqs = (6, 5, 4), (5, 6, 7)
+    modes = torch.tensor([0, 1, 2, 3, 4, 5, 6, 2, 0])
+    frames = {"audio": torch.rand(9, 6) > 0.3}
+    results = []
+    for masked in (False, True):
+        monkeypatch.setattr(MP, "MASKED_GENERATION", masked)
+        torch.manual_seed(6)
+        m = create_model("mplmm", dims=dims, seq_lens=seqs, layers=1, d=12, num_heads=3, embed_dropout=0.0)
+        out = m(*_inputs(9, dims, seqs), modes, frames)
+        out.pow(2).mean().backward()
+        results.append((out.detach(), {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
+    (out_g, grads_g), (out_m, grads_m) = results
+    assert (out_g - out_m).abs().max() < TOL
+    assert grads_g.keys() == grads_m.keys() and "fusers.a_lvp.conv.weight" in grads_m
+    for name in grads_g:
+        assert (grads_g[name] - grads_m[name]).abs().max() < 1e-5, name
 
 
 def test_missing_type_prompts_learn_with_default_init():

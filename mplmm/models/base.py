@@ -186,10 +186,11 @@ class MissingModalityModel(nn.Module):
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         frame_masks: Optional[dict] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Return ``(loss, pred, parts)``; ``parts`` maps loss-term names to floats for logging."""
+        """Return ``(loss, pred, parts)``; ``parts`` maps loss-term names to detached 0-dim tensors (or floats) for
+        logging: the training loop sums them on the device, so that no step waits for the GPU."""
         pred = self(text, audio, vision, modes, frame_masks)
         loss = criterion(pred, target)
-        return loss, pred, {"task": float(loss.detach())}
+        return loss, pred, {"task": loss.detach()}
 
     def load_pretrained_backbone(self, state_dict: dict, config: dict) -> dict:
         """Copy a pretrained backbone into this model and freeze it; returns a report. Default: unsupported."""

@@ -208,17 +208,17 @@ class ComP(MissingModalityModel):
         out = self._stage1(enc, True) if first else self._stage2(enc, track)
         l_uni = [criterion(u.mean(1), target) for u in out["uni_seq"]]
         l_dis = disentangle_loss(enc["shared"], enc["private"])
-        parts = {f"uni_{n}": float(v.detach()) for n, v in zip("lav", l_uni)}
-        parts["dis"] = float(l_dis.detach())
+        parts = {f"uni_{n}": v.detach() for n, v in zip("lav", l_uni)}
+        parts["dis"] = l_dis.detach()
         if first:
             neg = [self._negative(p, target, criterion) for p in out["private"]]
             loss = sum(l_uni) + sum(neg) + l_dis
-            parts["negative"] = float(sum(neg).detach())
+            parts["negative"] = sum(neg).detach()
         else:
             l_fused = criterion(out["fused"], target)
             l_rec = F.mse_loss(torch.cat(enc["rec"], -1), torch.cat(enc["proj"], -1))
             loss = l_fused + 2.0 * sum(l_uni) + l_rec + l_dis
-            parts.update(task=float(l_fused.detach()), rec=float(l_rec.detach()))
+            parts.update(task=l_fused.detach(), rec=l_rec.detach())
             if track:
                 self._modulate(out["uni_seq"], target)
         if self.training:
@@ -250,7 +250,7 @@ class ComP(MissingModalityModel):
             for n in OTHERS[m]:
                 diff = (deltas[m] - deltas[n]) * valid
                 total = diff.sum()
-                ws.append(torch.ones_like(diff) if float(total.abs()) < 1e-8 else (total - diff) / total)
+                ws.append(torch.where(total.abs() < 1e-8, torch.ones_like(diff), (total - diff) / total))
             w = (torch.stack(ws).mean(0) * valid).sum(0) / valid.sum(0).clamp_min(1.0)  # (S,)
             coef = w.clamp(0.0, 2.0).unsqueeze(0)
             view = self.pf1[m].proto_weight

@@ -159,6 +159,6 @@ class EMTDLFR(MissingModalityModel):
             err = F.smooth_l1_loss(head(seq) * dropped, x * dropped, reduction="sum")
             recon = recon + err / (dropped.sum() * x.shape[-1] + 1e-6)
         loss = task + self.w_attra * (attra + task_c) + self.w_recon * recon
-        parts = {"task": float(task.detach()), "task_complete": float(task_c.detach()),
-                 "attraction": float(attra.detach()), "reconstruction": float(recon.detach())}
+        parts = {"task": task.detach(), "task_complete": task_c.detach(),
+                 "attraction": attra.detach(), "reconstruction": recon.detach()}
         return loss, inc["pred"], parts

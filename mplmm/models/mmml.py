@@ -103,13 +103,13 @@ class MMML(MissingModalityModel):
         fused, uni, has = self._parts(text, audio, vision, modes, frame_masks)
         loss_m = criterion(fused, target)
         loss = loss_m
-        parts = {"task": float(loss_m.detach())}
+        parts = {"task": loss_m.detach()}
         for s, i in enumerate(self.idx):
             name = MODALITIES[i]
             if bool(has[s].any()):
                 l_uni = criterion(uni[s][has[s]], target[has[s]])
                 loss = loss + self.w_unimodal * l_uni
-                parts[f"uni_{name}"] = float(l_uni.detach())
+                parts[f"uni_{name}"] = l_uni.detach()
             else:
                 parts[f"uni_{name}"] = 0.0
         return loss, fused, parts

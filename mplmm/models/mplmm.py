@@ -44,11 +44,22 @@ for _mode, _present in MODE_PRESENT.items():
     _GEN_SOURCES[_mode] = {m: ("" if p else _avail) for m, p in zip(MODS, _present)}
 
 
-#: target -> source combination -> the modes in which the target is generated from exactly those sources
-_COMBO_MODES: dict[str, dict[str, list[int]]] = {
-    t: {c: [k for k in range(7) if sorted(_GEN_SOURCES[k][t]) == sorted(c)] for c in combos}
-    for t, combos in FUSER_SOURCES.items()
-}
+#: (3, 7): for target l, a, v and mode k, the index in ``FUSER_SOURCES[target]`` of the sources it is generated from
+#: (-1: the target is present)
+_COMBO_INDEX: list[list[int]] = [
+    [next((c for c, src in enumerate(FUSER_SOURCES[t]) if sorted(src) == sorted(_GEN_SOURCES[k][t])), -1)
+     for k in range(7)]
+    for t in MODS
+]
+#: None: generate missing modalities without host syncs on accelerators (every fuser on the whole batch, rows picked
+#: with ``torch.where``) and only for the rows that need them on CPU (index selection, which reads row counts on the
+#: host). True/False force one way on every device (tests compare both on CPU).
+MASKED_GENERATION: Optional[bool] = None
+
+
+def masked_generation(device: torch.device) -> bool:
+    """Whether :meth:`MPLMM.complete_inputs` uses the sync-free masked path on ``device``."""
+    return device.type != "cpu" if MASKED_GENERATION is None else MASKED_GENERATION
 
 #: order in which source features are concatenated after the generative prompt (mplmm.md §5.3 step 2)
 CONCAT_ORDER: dict[str, str] = {"l": "av", "a": "lv", "v": "la"}
@@ -119,6 +130,7 @@ class MPLMM(MissingModalityModel):
                 self.missing_type_prompt.normal_(0, 1 / math.sqrt(d))
         present = torch.tensor([MODE_PRESENT[k] for k in range(7)], dtype=torch.bool)  # (7, 3)
         self.register_buffer("present_table", present, persistent=False)
+        self.register_buffer("combo_index", torch.tensor(_COMBO_INDEX), persistent=False)  # (3, 7)
 
     # -- MulT-style attribute access for interpretation code (proj_l, trans_l_mem, ...)
     def __getattr__(self, name: str):
@@ -157,38 +169,51 @@ class MPLMM(MissingModalityModel):
                 if key in frame_masks:
                     raw[m] = raw[m] * frame_masks[key].unsqueeze(-1).to(raw[m].dtype)
         raw["l"] = F.dropout(raw["l"], self.backbone.embed_dropout, self.training)
+        masked = masked_generation(modes.device)
         present = self.present_table[modes]  # (B, 3)
         out = {}
         for i, t in enumerate(MODS):
             proj = getattr(self.backbone, f"proj_{t}")
             x = conv1x1_time_last(proj, raw[t]) + self.prompt_nm[t].T  # (B, L_t, d)
+            if masked:
+                out[t] = self._generate_masked(t, raw, self.combo_index[i][modes], x)
+                continue
             missing_idx = (~present[:, i]).nonzero().squeeze(1)
             if missing_idx.numel():
-                gen = self._generate(t, raw, modes, missing_idx)
-                x = x.index_copy(0, missing_idx, gen)
+                x = x.index_copy(0, missing_idx, self._generate(t, raw, modes, missing_idx))
             out[t] = x
         return out["l"], out["a"], out["v"]
 
+    def _fuse(self, t: str, combo: str, mapped: list[torch.Tensor]) -> torch.Tensor:
+        """Generated features ``(n, L_t, d)`` of ``t`` from the mapped sources of ``combo`` ``[(n, L_s, d), ...]``."""
+        prompt = self.generative_prompt[_IDX[t]].T.unsqueeze(0).expand(mapped[0].shape[0], self.P, self.d)
+        seq = torch.cat([prompt, *mapped], dim=1)  # (n, P + ΣL_s, d): time steps are the fuser's input channels
+        fused = self.fusers[f"{t}_{combo}p"](seq)  # (n, L_t, d)
+        if self.config["gen_projection"] == "conv":
+            fused = conv1x1_time_last(self.gen_proj[t], fused)
+        return fused + self.prompt_m[t].T
+
     def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Generated features ``(len(idx), L_t, d)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
-        d, P = self.d, self.P
-        sub_modes = modes[idx]
-        result = torch.empty(idx.numel(), self.seq[t], d, dtype=raw[t].dtype, device=raw[t].device)
-        for combo in FUSER_SOURCES[t]:
-            ks = torch.tensor(_COMBO_MODES[t][combo], device=modes.device)
-            sel = torch.isin(sub_modes, ks).nonzero().squeeze(1)
+        which = self.combo_index[_IDX[t]][modes[idx]]  # (n,) fuser of each row
+        result = torch.empty(idx.numel(), self.seq[t], self.d, dtype=raw[t].dtype, device=raw[t].device)
+        for c, combo in enumerate(FUSER_SOURCES[t]):
+            sel = (which == c).nonzero().squeeze(1)
             if not sel.numel():
                 continue
             rows = idx[sel]
-            parts = [self.generative_prompt[_IDX[t]].T.unsqueeze(0).expand(rows.numel(), P, d)]
-            for s in (s for s in CONCAT_ORDER[t] if s in combo):
-                parts.append(self.mappers[f"{s}2{t}"].time_last(raw[s][rows]))  # (n, L_s, d)
-            seq = torch.cat(parts, dim=1)  # (n, P + ΣL_s, d): time steps are the fuser's input channels
-            fused = self.fusers[f"{t}_{combo}p"](seq)  # (n, L_t, d)
-            if self.config["gen_projection"] == "conv":
-                fused = conv1x1_time_last(self.gen_proj[t], fused)
-            result = result.index_copy(0, sel, fused + self.prompt_m[t].T)
+            mapped = [self.mappers[f"{s}2{t}"].time_last(raw[s][rows]) for s in CONCAT_ORDER[t] if s in combo]
+            result = result.index_copy(0, sel, self._fuse(t, combo, mapped))
         return result
+
+    def _generate_masked(self, t: str, raw: dict, which: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with every row whose fuser index ``which`` is >= 0 replaced by generated features, without host
+        syncs: each mapper and fuser runs on the whole batch and ``torch.where`` keeps the rows that use it."""
+        mapped = {s: self.mappers[f"{s}2{t}"].time_last(raw[s]) for s in CONCAT_ORDER[t]}
+        for c, combo in enumerate(FUSER_SOURCES[t]):
+            gen = self._fuse(t, combo, [mapped[s] for s in CONCAT_ORDER[t] if s in combo])
+            x = torch.where((which == c).view(-1, 1, 1), gen, x)
+        return x
 
     def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):
         xl, xa, xv = self.complete_inputs(text, audio, vision, modes, frame_masks)

@@ -13,17 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import MODALITIES, MODE_PRESENT, N_MODES
+from ..constants import MODALITIES
 from ..errors import ConfigError
+from ..missing import present_table
 
-_PRESENT = torch.tensor([MODE_PRESENT[m] for m in range(N_MODES)], dtype=torch.bool)  # (7, 3)
 NEG_INF = -1e4  # additive mask value: a fully masked row degrades to a uniform softmax, never NaN
 
 
 def present_flags(modes: torch.Tensor) -> torch.Tensor:
     """``(B, 3)`` bool: is text / audio / vision present under each sample's mode."""
     modes = torch.as_tensor(modes)
-    return _PRESENT.to(modes.device)[modes.long()]
+    return present_table(modes.device)[modes.long()]
 
 
 def keep_masks(feats: Sequence[torch.Tensor], modes: torch.Tensor,

@@ -27,37 +27,55 @@ from torch import nn
 #: add nothing to ``q·k`` and give output columns that are dropped; the scale stays ``1/sqrt(head_dim)``. PyTorch's CPU
 #: flash kernel is 1.3–1.9× faster at width 16 than at MulT's width 6 (see ``MultiheadAttention.forward``).
 CPU_SDPA_MIN_HEAD_DIM = 16
+#: On CUDA, head widths are zero-padded up to a multiple of this (0 = never), the same exact way: SDPA's flash and
+#: memory-efficient kernels need multiples of 8 (MulT's widths 6 and 12 become 8 and 16).
+CUDA_SDPA_HEAD_MULTIPLE = 8
+#: The device type whose padding rule applies to every device (None: each tensor's own). Tests set ``"cuda"`` to
+#: check the CUDA rule's exactness on CPU.
+FORCE_HEAD_PADDING: Optional[str] = None
 
 
-@lru_cache(maxsize=64)
-def _offset_mask_cpu(len_q: int, len_k: int) -> Optional[torch.Tensor]:
-    """Boolean mask (True = may attend) of MulT's ``buffered_future_mask``; None when nothing is masked."""
-    i = torch.arange(len_q).unsqueeze(1)
-    j = torch.arange(len_k).unsqueeze(0)
-    allowed = j <= i + abs(len_k - len_q)
-    if bool(allowed.all()):
-        return None
-    return allowed
+def padded_head_width(head_dim: int, device_type: str) -> int:
+    """Width heads of ``head_dim`` are computed at on ``device_type`` (see the two constants above)."""
+    rule = FORCE_HEAD_PADDING or device_type
+    if rule == "cpu" and 0 < head_dim < CPU_SDPA_MIN_HEAD_DIM:
+        return CPU_SDPA_MIN_HEAD_DIM
+    if rule == "cuda" and CUDA_SDPA_HEAD_MULTIPLE > 0:
+        return -(-head_dim // CUDA_SDPA_HEAD_MULTIPLE) * CUDA_SDPA_HEAD_MULTIPLE
+    return head_dim
+
+
+@lru_cache(maxsize=256)
+def _offset_mask(len_q: int, len_k: int, device: torch.device) -> Optional[torch.Tensor]:
+    """Boolean mask (True = may attend) of MulT's ``buffered_future_mask`` on ``device``; None when nothing is masked.
+    Cached per (shape, device): built once on the host, then reused without a copy per call."""
+    with torch.inference_mode(False):  # a normal tensor even when first asked for under inference_mode
+        i = torch.arange(len_q).unsqueeze(1)
+        j = torch.arange(len_k).unsqueeze(0)
+        allowed = j <= i + abs(len_k - len_q)
+        return None if bool(allowed.all()) else allowed.to(device)
 
 
 def offset_causal_mask(len_q: int, len_k: int, device: torch.device | str = "cpu") -> Optional[torch.Tensor]:
-    """MulT's mask as a boolean ``(len_q, len_k)`` tensor (True = attend), or None if no position is hidden."""
-    mask = _offset_mask_cpu(int(len_q), int(len_k))
-    return None if mask is None else mask.to(device)
+    """MulT's mask as a boolean ``(len_q, len_k)`` tensor (True = attend), or None if no position is hidden.
+    The tensor is shared (cached): never modify it in place."""
+    return _offset_mask(int(len_q), int(len_k), torch.device(device))
 
 
-@lru_cache(maxsize=16)
-def _sinusoid_freqs(dim: int) -> torch.Tensor:
+@lru_cache(maxsize=64)
+def _sinusoid_freqs(dim: int, device: torch.device) -> torch.Tensor:
+    """The ``dim // 2`` frequencies of MulT's sinusoidal table, cached per device."""
     half = dim // 2
     scale = math.log(10000) / (half - 1)
-    return torch.exp(torch.arange(half, dtype=torch.float32) * -scale)
+    with torch.inference_mode(False):
+        return torch.exp(torch.arange(half, dtype=torch.float32) * -scale).to(device)
 
 
 def sinusoidal_positions(x_in: torch.Tensor, dim: int) -> torch.Tensor:
     """Positional embedding ``(B, T, dim)`` of MulT for input ``x_in (B, T, C)`` (padding = channel 0 == 0)."""
     nonpad = x_in[..., 0].ne(0)
     positions = torch.cumsum(nonpad, dim=1) * nonpad  # (B, T), 0 for padding
-    freqs = _sinusoid_freqs(dim).to(x_in.device)
+    freqs = _sinusoid_freqs(dim, x_in.device)
     angles = positions.to(torch.float32).unsqueeze(-1) * freqs  # (B, T, half)
     emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
     if dim % 2 == 1:
@@ -83,11 +101,8 @@ class MultiheadAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def _head_width(self, device: torch.device, need_weights: bool) -> int:
-        """Width the heads are computed at: ``head_dim``, or ``CPU_SDPA_MIN_HEAD_DIM`` for narrow heads on CPU."""
-        width = CPU_SDPA_MIN_HEAD_DIM
-        if need_weights or device.type != "cpu" or not 0 < self.head_dim < width:
-            return self.head_dim
-        return width
+        """Width the heads are computed at: ``head_dim`` with ``need_weights``, else :func:`padded_head_width`."""
+        return self.head_dim if need_weights else padded_head_width(self.head_dim, device.type)
 
     def _weights(self, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``in_proj`` weight and bias and ``out_proj`` weight laid out for heads of ``width`` (zero rows/columns
@@ -117,8 +132,9 @@ class MultiheadAttention(nn.Module):
         ``j > i``, which lets the CPU flash kernel skip masked blocks without reading a mask.
         Returns the output and, when ``need_weights``, the per-head weights ``(B, H, Lq, Lk)``.
 
-        On CPU, heads narrower than ``CPU_SDPA_MIN_HEAD_DIM`` are computed zero-padded to that width, straight out of
-        the projections (padded weight rows) and into ``out_proj`` (padded weight columns): exact, no extra copies.
+        Heads are computed zero-padded to :func:`padded_head_width` (CPU: narrow heads to ``CPU_SDPA_MIN_HEAD_DIM``;
+        CUDA: to a multiple of ``CUDA_SDPA_HEAD_MULTIPLE``), straight out of the projections (padded weight rows) and
+        into ``out_proj`` (padded weight columns): exact, no extra copies.
         """
         width = self._head_width(query.device, need_weights)
         w, b, wo = self._weights(width)
