@@ -58,6 +58,10 @@ test-browser: $(STAMP)
 	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet "playwright>=1.40"
 	MPLMM_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/browser -m browser
 
+# the notebooks are the source: run this before committing one you ran in JupyterLab (outputs are not committed)
+strip-notebooks: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 

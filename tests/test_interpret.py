@@ -299,32 +299,6 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 INTERPRET_NOTEBOOKS = ("notebooks/03_prompt_attention.ipynb", "notebooks/04_attributions.ipynb")
 
 
-@pytest.mark.parametrize("path", INTERPRET_NOTEBOOKS)
-def test_interpret_notebooks_stored_clean(path):
-    nbformat = pytest.importorskip("nbformat")
-    pm = pytest.importorskip("papermill")
-    nb = nbformat.read(ROOT / path, as_version=4)
-    assert nb.metadata.kernelspec == {"name": "mplmm", "display_name": "Python (mplmm)", "language": "python"}
-    assert nb.cells[0].cell_type == "markdown"
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and nb.cells.index(tagged[0]) == 1
-    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
-    params = pm.inspect_notebook(str(ROOT / path))
-    declared = [ln.split(":")[0] for ln in tagged[0].source.splitlines() if ln and not ln.startswith("#")]
-    assert list(params) == declared and all(p["help"] for p in params.values())
-    assert {"checkpoint", "dataset", "split", "n_samples", "seed", "output_dir", "device"} <= set(params)
-    assert "setup_notebook(" in "".join(c.source for c in nb.cells)
-
-
-def test_interpret_notebooks_match_build_script():
-    import subprocess
-    import sys
-
-    res = subprocess.run([sys.executable, str(ROOT / "notebooks" / "_build_interpret_notebooks.py"), "--check"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
 def test_load_or_train_demo(tmp_path, ds):
     model, info = I.load_or_train_demo("", ds, tmp_path, seed=0, model_config=dict(d=10, num_heads=5, layers=1))
     assert info["trained_here"] and info["model"] == "mplmm" and not model.training

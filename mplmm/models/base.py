@@ -149,6 +149,11 @@ class MissingModalityModel(nn.Module):
     registry_name: str = "?"
     #: True when the model is prompt-tuned from a pretrained ``mult`` checkpoint (backbone frozen).
     uses_pretrained_backbone: bool = False
+    #: False for a model that ignores ``modes`` and always reads every modality (plain ``mult``).
+    reads_modes: bool = True
+    #: True when the inputs reach the network only through ``proj_l/a/v`` on complete data (IG on the projections is
+    #: then complete: its attributions sum to ``f(x) - f(0)``).
+    inputs_only_through_projections: bool = False
     #: True when an eval-mode prediction depends only on the sample's own inputs, mode and frame mask, not on the
     #: rest of its batch; :class:`mplmm.evaluate.ModePredictions` then answers mode-only masks from forced-mode passes.
     predicts_per_sample: bool = True

@@ -18,6 +18,7 @@ class _ZeroFilledMulT(MulT):
     """MulT that zero-fills what the sample may not read, then runs the plain backbone."""
 
     train_on_complete: bool = False
+    reads_modes = True  # missing modalities are zero-filled before the backbone
 
     def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):
         text, audio, vision = apply_missing_torch(text, audio, vision, modes, frame_masks)

@@ -84,6 +84,8 @@ class MLPLayer(nn.Module):
 class MPLMM(MissingModalityModel):
     """MPLMM prompt model; ``load_pretrained_backbone`` copies and freezes a ``mult`` checkpoint."""
 
+    inputs_only_through_projections = True
+
     @classmethod
     def extra_config_defaults(cls) -> dict:
         """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""

@@ -147,6 +147,9 @@ def transfer_backbone(model: nn.Module, state_dict: dict, pretrained_config: dic
 class MulT(MissingModalityModel):
     """Plain MulT on complete data (pre-training model). ``modes`` are ignored, as in the reference."""
 
+    reads_modes = False
+    inputs_only_through_projections = True
+
     @classmethod
     def extra_config_defaults(cls) -> dict:
         """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
