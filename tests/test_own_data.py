@@ -314,3 +314,19 @@ def test_saved_dataset_keeps_scale_and_threshold(files, tmp_path):
     back = load_dataset(save_dataset(ds, tmp_path / "r7.npz"), verbose=False)
     assert back.threshold == 3.5 and back.label_range == (1.0, 7.0) and back.metric_family == "regression"
     assert torch.is_tensor(torch.as_tensor(back["train"].labels))
+
+
+@pytest.mark.notebook
+def test_notebook_with_a_checkpoint_of_other_data_fails_in_one_line(files, trained, tmp_path):
+    pm = pytest.importorskip("papermill")
+    from mplmm.batch import ensure_kernel
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(root / "notebooks" / "02_robustness.ipynb"), str(tmp_path / "out.ipynb"),
+                            kernel_name=ensure_kernel(), progress_bar=False, cwd=str(root),
+                            parameters={"checkpoints": [str(trained["r5"])], "dataset": str(files["emo"]),
+                                        "output_dir": str(tmp_path / "rob"), "rates": [0.0], "mask_seeds": [0]})
+    assert err.value.ename == "CheckpointError"
+    assert "does not fit dataset 'emotions6': task expected regression (as trained), found classification" in \
+        err.value.evalue and "\n" not in err.value.evalue
