@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .constants import COMPLETE_MODE, MODALITIES, MODE_PRESENT, N_MODES, present_to_mode
+from .constants import COMPLETE_MODE, MODALITIES, N_MODES, PRESENT_ROWS, present_to_mode
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PROTOCOLS: tuple[str, str, str] = ("modality", "entry", "frame")
 
 #: (7, 3) bool table: row = mode, columns = present flags (text, audio, vision).
-PRESENT_TABLE: np.ndarray = np.array([MODE_PRESENT[m] for m in range(N_MODES)], dtype=bool)
+PRESENT_TABLE: np.ndarray = np.array(PRESENT_ROWS, dtype=bool)
 
 _TWO_POW_M53 = 1.0 / float(1 << 53)
 _PRESENT_TENSORS: dict[Any, "torch.Tensor"] = {}
