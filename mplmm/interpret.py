@@ -17,7 +17,8 @@ The plot builders live in :mod:`mplmm.plots.interpret`, the interactive panels i
   The forward wrapper only takes tensors (``modes`` travels as a tensor in ``additional_forward_args``); the target is
   output 0 for regression and the predicted class for classification.
 * Live evaluation and runs — :func:`evaluate_missing` (one split under a rate or a forced mode, for the missing-rate
-  explorer), :func:`find_runs` / :func:`load_run` (run folders with ``metrics.json`` / ``history.csv``).
+  explorer; from :mod:`mplmm.evaluate`), :func:`find_runs` / :func:`load_run` (run folders with ``metrics.json`` /
+  ``history.csv``).
 * Notebook helper — :func:`load_or_train_demo`: a checkpoint, or a tiny ``mult`` → ``mplmm`` model trained in seconds.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -37,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constants import MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES, present_to_mode
+from .constants import MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES
 from .errors import ConfigError
+from .evaluate import evaluate_missing  # noqa: F401 (re-exported: the live explorer's evaluation lives there)
 
 #: short modality letters in the L, A, V order used by the module names
 SHORT = ("l", "a", "v")
@@ -694,47 +696,6 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
                                  present=MODE_PRESENT[mode][i], timestep=t, mean_abs=float(abs_sum[t]) / n,
                                  mean=float(sig_sum[t]) / n, n=n))
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# live evaluation under missingness (missing-rate / mode explorer)
-# ----------------------------------------------------------------------------------------------------------------------
-def evaluate_missing(model: nn.Module, ds, split: str = "test", rate: float = 0.0,
-                     present: Sequence[bool] = (True, True, True), seed: int = 0, protocol: str = "modality",
-                     data: Any = None, cache: Any = None) -> dict:
-    """Evaluate ``model`` on ``split`` at missing ``rate``, or with the modalities switched off in ``present``.
-
-    All three present: the seeded ``protocol`` masks at ``rate`` (as :func:`mplmm.evaluate.evaluate_model`). Some
-    switched off: every sample is forced into the corresponding mode (the rate is then ignored). All three off:
-    ``ValueError``. ``data`` may be a cached :class:`mplmm.train.SplitTensors`; ``cache`` a
-    :class:`mplmm.evaluate.ModePredictions` of this model and split (no forward pass once the masks' modes are
-    cached, except under frame masks). Returns ``spec``, ``forced_mode``, ``mode_counts``, ``missing_entry_fraction``,
-    ``metrics`` (loss + the dataset's metrics) and ``predictions`` (DataFrame id, mode, truth, pred).
-    """
-    from . import metrics as M
-    from .missing import MissingSpec, eval_masks, mode_counts
-    from .train import SplitTensors, predict, score_predictions
-
-    flags = tuple(bool(p) for p in present)
-    if len(flags) != 3:
-        raise ConfigError(f"present must give three flags (text, audio, vision), got {present!r}")
-    if not any(flags):
-        raise ConfigError("all three modalities switched off: MPLMM has no such mode (keep at least one)")
-    forced = None if all(flags) else present_to_mode(*flags)
-    spec = MissingSpec(protocol, float(rate), int(seed), force_mode=forced)
-    if cache is not None:
-        if cache.model is not model or cache.split != split:
-            raise ValueError("evaluate_missing: cache holds another model's or split's predictions")
-        data = cache.data
-    data = data if data is not None else SplitTensors(ds[split], _device(model))
-    masks = eval_masks(spec, ds[split], split, ds.seq_lens)
-    pred = cache.predict(masks) if cache is not None else predict(model, data, masks)
-    metrics = score_predictions(ds, pred, data.y.cpu())
-    frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels,
-                          "pred": pred[:, 0] if ds.task == "regression" else pred.argmax(1)})
-    return {"spec": spec.to_dict(), "forced_mode": forced, "mode_counts": mode_counts(masks.modes),
-            "missing_entry_fraction": masks.missing_fraction(), "metrics": metrics, "predictions": frame,
-            "task": ds.task, "primary_metric": M.headline_metric(ds)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -26,9 +26,11 @@ from torch import nn
 
 from . import metrics as M
 from .checkpoint import CheckpointError, check_config, read_checkpoint, save_checkpoint
-from .data.schema import MultimodalDataset, Split
+from .data.schema import MultimodalDataset
 from .errors import ConfigError, check_number, unknown_keys_message
-from .missing import PROTOCOLS, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks, MissingMasks
+from .evaluate import SplitTensors, evaluate_split, frame_rows, frames_on
+from .losses import criterion_for, loss_target
+from .missing import PROTOCOLS, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks
 from .models import create_model
 from .models.base import MissingModalityModel
 from .utils import (provenance, resolve_device, rng_state, runtime_info, runtime_settings, seed_everything,
@@ -102,82 +104,6 @@ class TrainConfig:
 
     def train_spec(self) -> MissingSpec:
         return MissingSpec(self.protocol, self.train_rate, self.seed)
-
-
-class CrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy; with deterministic algorithms on CUDA computed as log-softmax + gather, because CUDA's NLL loss
-    has no deterministic kernel (it raises there)."""
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if pred.is_cuda and pred.dim() == 2 and torch.are_deterministic_algorithms_enabled():
-            return -torch.log_softmax(pred.float(), dim=-1).gather(1, target.long().view(-1, 1)).mean()
-        return super().forward(pred, target)
-
-
-def criterion_for(ds: MultimodalDataset) -> nn.Module:
-    """L1 for regression, cross-entropy for classification (as MPLMM)."""
-    return nn.L1Loss() if ds.task == "regression" else CrossEntropy()
-
-
-def _target(labels: torch.Tensor, task: str) -> torch.Tensor:
-    # (B, 1) float targets for regression — never (B,), which would broadcast to (B, B) (reference bug B4)
-    return labels.view(-1, 1).float() if task == "regression" else labels.view(-1).long()
-
-
-class SplitTensors:
-    """A split's arrays as tensors on one device, batched by index."""
-
-    def __init__(self, split: Split, device: torch.device) -> None:
-        self.x = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-                  for a in (split.text, split.audio, split.vision)]
-        self.y = torch.as_tensor(split.labels, device=device)
-        self.ids = split.ids
-        self.n = len(split)
-
-    def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Features and labels of rows ``idx`` (a device index tensor, or a slice: views, no copies)."""
-        return [x[idx] for x in self.x], self.y[idx]
-
-
-def _frames_on(frame: Optional[dict], device: torch.device) -> Optional[dict]:
-    """Frame masks ``{modality: (N, T) bool}`` as device tensors, once per split or epoch (batches index them there)."""
-    return None if frame is None else {k: torch.as_tensor(v, device=device) for k, v in frame.items()}
-
-
-def _rows(frames: Optional[dict], idx: torch.Tensor | slice) -> Optional[dict]:
-    return None if frames is None else {k: v[idx] for k, v in frames.items()}
-
-
-def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks, batch_size: int = 256,
-            amp: bool = False) -> np.ndarray:
-    """Eval-mode predictions ``(N, output_dim)`` under fixed ``masks``."""
-    model.eval()
-    device = data.y.device
-    modes = torch.as_tensor(masks.modes, device=device)
-    frames = _frames_on(masks.frame_masks, device)
-    out = []
-    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
-        for start in range(0, data.n, batch_size):
-            rows = slice(start, min(start + batch_size, data.n))
-            x, _ = data.batch(rows)
-            out.append(model(*x, modes[rows], _rows(frames, rows)).float())
-    return torch.cat(out).cpu().numpy()  # one copy to the host
-
-
-def evaluate_split(model: MissingModalityModel, ds: MultimodalDataset, data: SplitTensors, masks: MissingMasks,
-                   batch_size: int = 256, amp: bool = False) -> dict[str, float]:
-    """Loss and the dataset's metrics on one split under fixed masks."""
-    return score_predictions(ds, predict(model, data, masks, batch_size, amp), data.y.cpu())
-
-
-def score_predictions(ds: MultimodalDataset, pred: np.ndarray, labels) -> dict[str, float]:
-    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``.
-
-    The one place where predictions become numbers: training, evaluation, curves and widgets all call it.
-    """
-    y = torch.as_tensor(np.asarray(labels))
-    loss = float(criterion_for(ds)(torch.as_tensor(pred), _target(y, ds.task)))
-    return {"loss": loss, **M.dataset_metrics(ds, pred, y.numpy())}
 
 
 def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalityModel, Optional[dict]]:
@@ -299,7 +225,7 @@ def _train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path
         modes_np = draw_modes(spec, ds["train"].ids, "train")
         frame_np = draw_frame_masks(spec, ds["train"].ids, "train", ds.seq_lens) if cfg.protocol == "frame" else None
         modes_all = torch.as_tensor(modes_np, device=device)
-        frames = _frames_on(frame_np, device)
+        frames = frames_on(frame_np, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(n_train, generator=gen).to(device)
         total, parts_sum, seen = torch.zeros((), dtype=torch.float64, device=device), {}, 0
@@ -308,7 +234,7 @@ def _train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path
             x, y = data["train"].batch(idx)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                loss, _, parts = model.compute_loss(*x, modes_all[idx], _target(y, ds.task), crit, _rows(frames, idx))
+                loss, _, parts = model.compute_loss(*x, modes_all[idx], loss_target(y, ds.task), crit, frame_rows(frames, idx))
             total = total + loss.detach().double() * len(idx)
             seen += len(idx)
             if (step + 1) % check_every == 0:

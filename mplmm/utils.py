@@ -58,6 +58,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(s, i)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
     from .errors import ConfigError
