@@ -229,7 +229,7 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     for name in MODALITIES:
         controls[name] = W.ToggleButton(value=True, description=name, icon="check", tooltip=f"{name} present")
     panel = Panel(f"Missing-modality explorer ({split})", controls, [["rate"], list(MODALITIES)], figure_widget)
-    panel.state["modes"] = ModePredictions(model, ds, split, I._device(model))
+    panel.state["modes"] = ModePredictions(model, ds, split, I.model_device(model))
 
     def update() -> None:
         flags = tuple(bool(controls[m].value) for m in MODALITIES)
@@ -280,7 +280,7 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
     if not I.supports_attention(model):
         for w in controls.values():
             w.disabled = True
-        panel.error(f"model {I._model_name(model)!r} does not expose attention weights (no need_weights): "
+        panel.error(f"model {I.model_name(model)!r} does not expose attention weights (no need_weights): "
                     f"attention maps are available for mult, mult_zero, mult_dropout and mplmm")
         return panel
 
