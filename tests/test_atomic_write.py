@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -12,9 +11,7 @@ import pytest
 from mplmm.data.writers import save_dataset
 from mplmm.train import TrainConfig, train
 from mplmm.utils import atomic_write, write_json
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_data import tiny_dataset  # noqa: E402
+from tiny_data import tiny_dataset
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
