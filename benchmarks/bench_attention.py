@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _timing import add_device_flags, best_seconds, peak_gpu_mb, reset_peak  # noqa: E402  (the script's folder)
-from mplmm.models.mult import CROSSMODAL  # noqa: E402
+from mplmm.constants import CROSSMODAL  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import mplmm.models.transformer as T  # noqa: E402

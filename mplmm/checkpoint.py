@@ -22,7 +22,7 @@ def save_checkpoint(path: PathLike, model: MissingModalityModel, **extra: Any) -
     """Atomically save the model's ``state_dict``, registry name and config, plus ``extra`` entries."""
     payload = {"format": FORMAT, "model_name": model.registry_name, "model_config": dict(model.config),
                "state_dict": model.state_dict(), **extra}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def read_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .constants import MODALITIES
 from .errors import ConfigError, UserError
 from .utils import write_json
 
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", help="own features: per-utterance arrays + a CSV (id, split, label) -> .npz")
     i.add_argument("--labels", required=True, help="CSV with columns id, split (train/valid/test), label")
-    for m in ("text", "audio", "vision"):
+    for m in MODALITIES:
         i.add_argument(f"--{m}", required=True, help=f"{m} features: a folder of <id>.npy files ((T, D) or (D,)) "
                        "or an .npz archive with one entry per id")
     i.add_argument("--out", required=True, help="the .npz to write")

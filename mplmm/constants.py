@@ -1,11 +1,15 @@
-"""Shared constants: modality order and the MPLMM missing-mode table.
+"""Shared constants: modality order, the MPLMM missing-mode table and MulT's transformer names.
 
-The modality order is always L, A, V (text, audio, vision), as in MulT and MPLMM.
+The modality order is always L, A, V (text, audio, vision), as in MulT and MPLMM. Every other module derives its
+modality lists, present tables and module names from here.
 """
 from __future__ import annotations
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 SHORT: dict[str, str] = {"text": "l", "audio": "a", "vision": "v"}
+#: one-letter modality names in :data:`MODALITIES` order (MulT's module names use them: ``proj_l``, ``trans_a_mem``)
+LETTERS: tuple[str, str, str] = tuple(SHORT[m] for m in MODALITIES)  # type: ignore[assignment]
+LETTER_TO_NAME: dict[str, str] = {letter: name for name, letter in SHORT.items()}
 
 #: MPLMM missing modes (mplmm.md §4.1): mode -> tuple of *present* flags (text, audio, vision).
 MODE_PRESENT: dict[int, tuple[bool, bool, bool]] = {
@@ -28,6 +32,15 @@ MODE_NAMES: dict[int, str] = {
 }
 COMPLETE_MODE = 6
 N_MODES = 7
+#: the present flags of modes 0..6 as rows of a ``(7, 3)`` table (text, audio, vision)
+PRESENT_ROWS: tuple[tuple[bool, bool, bool], ...] = tuple(MODE_PRESENT[k] for k in range(N_MODES))
+
+#: MulT's crossmodal transformers as (module name, target letter, source letter): the target's sequence queries the
+#: source's, in MulT's order (l<-a, l<-v, a<-l, a<-v, v<-l, v<-a)
+CROSSMODAL: tuple[tuple[str, str, str], ...] = tuple(
+    (f"trans_{t}_with_{s}", t, s) for t in LETTERS for s in LETTERS if s != t)
+#: MulT's memory (self-attention) transformers as (module name, branch letter)
+MEMORY: tuple[tuple[str, str], ...] = tuple((f"trans_{m}_mem", m) for m in LETTERS)
 
 
 def present_to_mode(text: bool, audio: bool, vision: bool) -> int:

@@ -1,33 +1,102 @@
-"""Evaluation of trained models under fixed, seeded masks: single points, missing-rate curves, per-mode tables.
+"""Prediction and scoring of trained models under fixed, seeded masks: the one place models are evaluated.
 
-Under the ``modality`` and ``entry`` protocols a mask is one missing mode per sample (no frame masks), so a
-per-sample model's prediction is a function of (sample, mode): :class:`ModePredictions` runs at most seven forward
-passes (every sample forced into one mode) and answers every rate and mask seed by gathering each sample's
-prediction from the pass of its mode. The ``frame`` protocol drops time steps per sample and keeps one pass per mask.
-Every function takes ``amp`` (bfloat16 autocast on CUDA, passed down to :func:`mplmm.train.predict`).
+* Prediction — :class:`SplitTensors` (a split on the device), :func:`predict` (eval-mode outputs under masks),
+  :func:`score_predictions` (loss + the dataset's metrics: the one place predictions become numbers),
+  :func:`evaluate_split` / :func:`evaluate_model` (both at once; training validates with the first).
+* Per-mode passes — under the ``modality`` and ``entry`` protocols a mask is one missing mode per sample (no frame
+  masks), so a per-sample model's prediction is a function of (sample, mode): :class:`ModePredictions` runs at most
+  seven forward passes (every sample forced into one mode) and answers every rate and mask seed by gathering each
+  sample's prediction from the pass of its mode. The ``frame`` protocol drops time steps per sample and keeps one
+  pass per mask.
+* Curves and tables — :func:`robustness_curve`, :func:`per_mode_table`, :func:`area_under_curve`.
+* Per-sample — :func:`predictions_frame` and :func:`evaluate_missing` (the live missing-rate / mode explorer).
+
+Every function that runs the model takes ``amp`` (bfloat16 autocast on CUDA) or runs in fp32.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .constants import MODE_NAMES, N_MODES
-from .data.schema import MultimodalDataset
-from .missing import MissingMasks, MissingSpec, eval_masks
+from . import metrics as M
+from .constants import COMPLETE_MODE, MODE_NAMES, N_MODES, present_to_mode
+from .data.schema import MultimodalDataset, Split
+from .errors import ConfigError
+from .losses import criterion_for, loss_target
+from .missing import MissingMasks, MissingSpec, eval_masks, mode_counts
 from .models.base import MissingModalityModel
-from .train import SplitTensors, predict, score_predictions
-from .utils import resolve_device
+from .utils import model_device, resolve_device
 
 DEFAULT_RATES: tuple[float, ...] = tuple(round(r, 1) for r in np.linspace(0, 1, 11))
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# prediction and scoring
+# ----------------------------------------------------------------------------------------------------------------------
+class SplitTensors:
+    """A split's arrays as tensors on one device, batched by index."""
+
+    def __init__(self, split: Split, device: torch.device) -> None:
+        self.x = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+                  for a in (split.text, split.audio, split.vision)]
+        self.y = torch.as_tensor(split.labels, device=device)
+        self.ids = split.ids
+        self.n = len(split)
+
+    def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Features and labels of rows ``idx`` (a device index tensor, or a slice: views, no copies)."""
+        return [x[idx] for x in self.x], self.y[idx]
+
+
+def frames_on(frame: Optional[dict], device: torch.device) -> Optional[dict]:
+    """Frame masks ``{modality: (N, T) bool}`` as device tensors, once per split or epoch (batches index them there)."""
+    return None if frame is None else {k: torch.as_tensor(v, device=device) for k, v in frame.items()}
+
+
+def frame_rows(frames: Optional[dict], idx: torch.Tensor | slice) -> Optional[dict]:
+    """Rows ``idx`` of device frame masks (None stays None)."""
+    return None if frames is None else {k: v[idx] for k, v in frames.items()}
+
+
+def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks, batch_size: int = 256,
+            amp: bool = False) -> np.ndarray:
+    """Eval-mode predictions ``(N, output_dim)`` under fixed ``masks``."""
+    model.eval()
+    device = data.y.device
+    modes = torch.as_tensor(masks.modes, device=device)
+    frames = frames_on(masks.frame_masks, device)
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
+        for start in range(0, data.n, batch_size):
+            rows = slice(start, min(start + batch_size, data.n))
+            x, _ = data.batch(rows)
+            out.append(model(*x, modes[rows], frame_rows(frames, rows)).float())
+    return torch.cat(out).cpu().numpy()  # one copy to the host
+
+
+def score_predictions(ds: MultimodalDataset, pred: np.ndarray, labels: Any) -> dict[str, float]:
+    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``.
+
+    The one place where predictions become numbers: training, evaluation, curves and widgets all call it.
+    """
+    y = torch.as_tensor(np.asarray(labels))
+    loss = float(criterion_for(ds)(torch.as_tensor(pred), loss_target(y, ds.task)))
+    return {"loss": loss, **M.dataset_metrics(ds, pred, y.numpy())}
+
+
+def evaluate_split(model: MissingModalityModel, ds: MultimodalDataset, data: SplitTensors, masks: MissingMasks,
+                   batch_size: int = 256, amp: bool = False) -> dict[str, float]:
+    """Loss and the dataset's metrics on one split under fixed masks."""
+    return score_predictions(ds, predict(model, data, masks, batch_size, amp), data.y.cpu())
+
+
 def _scored(ds: MultimodalDataset, pred: np.ndarray, data: SplitTensors, masks: MissingMasks) -> dict:
-    """Loss and metrics of ``pred`` (via :func:`mplmm.train.score_predictions`) + the masks' missing fractions."""
+    """Loss and metrics of ``pred`` (via :func:`score_predictions`) + the masks' missing fractions."""
     result = score_predictions(ds, pred, data.y.cpu())
-    result["missing_sample_fraction"] = float(np.mean(masks.modes != 6))
+    result["missing_sample_fraction"] = float(np.mean(masks.modes != COMPLETE_MODE))
     result["missing_entry_fraction"] = masks.missing_fraction()
     return result
 
@@ -150,6 +219,17 @@ def area_under_curve(curve: pd.DataFrame, metric: str) -> float:
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
+
+# ----------------------------------------------------------------------------------------------------------------------
+# per-sample predictions and the live explorer
+# ----------------------------------------------------------------------------------------------------------------------
+def prediction_table(ds: MultimodalDataset, split: str, masks: MissingMasks, pred: np.ndarray) -> pd.DataFrame:
+    """id, mode, truth and pred (output 0 for regression, the arg-max class otherwise) per sample of ``split``."""
+    frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels})
+    frame["pred"] = pred[:, 0] if ds.task == "regression" else pred.argmax(1)
+    return frame
+
+
 @torch.no_grad()
 def predictions_frame(model: MissingModalityModel, ds: MultimodalDataset, spec: MissingSpec, split: str = "test",
                       device: str = "auto", amp: bool = False) -> pd.DataFrame:
@@ -158,10 +238,43 @@ def predictions_frame(model: MissingModalityModel, ds: MultimodalDataset, spec: 
     model.to(dev)
     data = SplitTensors(ds[split], dev)
     masks = eval_masks(spec, ds[split].ids, split, ds.seq_lens)
-    pred = predict(model, data, masks, amp=amp)
-    frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels})
-    if ds.task == "regression":
-        frame["pred"] = pred[:, 0]
-    else:
-        frame["pred"] = pred.argmax(1)
-    return frame
+    return prediction_table(ds, split, masks, predict(model, data, masks, amp=amp))
+
+
+def evaluate_missing(model: MissingModalityModel, ds: MultimodalDataset, split: str = "test", rate: float = 0.0,
+                     present: Sequence[bool] = (True, True, True), seed: int = 0, protocol: str = "modality",
+                     data: Optional[SplitTensors] = None, cache: Optional[ModePredictions] = None) -> dict:
+    """Evaluate ``model`` on ``split`` at missing ``rate``, or with the modalities switched off in ``present``.
+
+    All three present: the seeded ``protocol`` masks at ``rate`` (as :func:`evaluate_model`). Some switched off: every
+    sample is forced into the corresponding mode (the rate is then ignored). All three off: ``ConfigError``. ``data``
+    may be a cached :class:`SplitTensors`; ``cache`` a :class:`ModePredictions` of this model and split (no forward
+    pass once the masks' modes are cached, except under frame masks). Returns ``spec``, ``forced_mode``,
+    ``mode_counts``, ``missing_entry_fraction``, ``metrics`` (loss + the dataset's metrics), ``predictions``
+    (DataFrame id, mode, truth, pred), ``task`` and ``primary_metric``.
+    """
+    flags = tuple(bool(p) for p in present)
+    if len(flags) != 3:
+        raise ConfigError(f"present must give three flags (text, audio, vision), got {present!r}")
+    if not any(flags):
+        raise ConfigError("all three modalities switched off: MPLMM has no such mode (keep at least one)")
+    forced = None if all(flags) else present_to_mode(*flags)
+    spec = MissingSpec(protocol, float(rate), int(seed), force_mode=forced)
+    if cache is None:  # one forward pass under the masks, in fp32 on the model's device
+        cache = ModePredictions(model, ds, split, model_device(model), data, enabled=False)
+    elif cache.model is not model or cache.split != split:
+        raise ValueError("evaluate_missing: cache holds another model's or split's predictions")
+    masks = eval_masks(spec, ds[split], split, ds.seq_lens)
+    pred = cache.predict(masks)
+    return {"spec": spec.to_dict(), "forced_mode": forced, "mode_counts": mode_counts(masks.modes),
+            "missing_entry_fraction": masks.missing_fraction(),
+            "metrics": score_predictions(ds, pred, cache.data.y.cpu()),
+            "predictions": prediction_table(ds, split, masks, pred), "task": ds.task,
+            "primary_metric": M.headline_metric(ds)}
+
+
+__all__ = [
+    "DEFAULT_RATES", "ModePredictions", "SplitTensors", "area_under_curve", "evaluate_missing", "evaluate_model",
+    "evaluate_split", "frame_rows", "frames_on", "per_mode_table", "predict", "predict_all_modes", "prediction_table",
+    "predictions_frame", "robustness_curve", "score_predictions",
+]

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .constants import COMPLETE_MODE, MODALITIES, MODE_PRESENT, N_MODES, present_to_mode
+from .constants import COMPLETE_MODE, MODALITIES, N_MODES, PRESENT_ROWS, present_to_mode
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PROTOCOLS: tuple[str, str, str] = ("modality", "entry", "frame")
 
 #: (7, 3) bool table: row = mode, columns = present flags (text, audio, vision).
-PRESENT_TABLE: np.ndarray = np.array([MODE_PRESENT[m] for m in range(N_MODES)], dtype=bool)
+PRESENT_TABLE: np.ndarray = np.array(PRESENT_ROWS, dtype=bool)
 
 _TWO_POW_M53 = 1.0 / float(1 << 53)
 _PRESENT_TENSORS: dict[Any, "torch.Tensor"] = {}
@@ -368,11 +366,10 @@ class MissingMasks:
         }
 
     def save(self, path: Union[str, Path]) -> Path:
-        """Write a ``.npz`` atomically (temp file in the same folder + ``os.replace``); loads without pickle."""
+        """Write a ``.npz`` atomically (:func:`mplmm.utils.atomic_write`); loads without pickle."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
             "modes": np.asarray(self.modes, dtype=np.int64),
             "spec_json": np.array(json.dumps(self.spec.to_dict())),
@@ -383,16 +380,9 @@ class MissingMasks:
         if self.frame_masks is not None:
             for m, v in self.frame_masks.items():
                 arrays[f"frame__{m}"] = np.asarray(v, dtype=bool)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        from .utils import atomic_write
+
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "MissingMasks":

@@ -9,6 +9,11 @@
   git commit, the evaluation masks' statistics and the ``runtime`` actually used (device, precision, TF32, determinism).
 * No per-step host synchronisation: losses are summed on the device and checked for finiteness every
   ``FINITE_CHECK_STEPS`` steps on accelerators (every step on CPU, where checking costs nothing).
+
+:func:`train` runs in named steps: ``_setup`` (model, optimiser, device tensors, fixed masks), ``_resume``
+(``last.pt``), per epoch ``_train_epoch``, ``_validate`` (scheduler, selection, ``best.pt``) and ``_save_last``, then
+``_finish`` (best weights, final validation/test metrics, ``metrics.json``, ``history.csv``, masks). Prediction and
+scoring come from :mod:`mplmm.evaluate`, the losses from :mod:`mplmm.losses`.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -26,13 +31,16 @@ from torch import nn
 
 from . import metrics as M
 from .checkpoint import CheckpointError, check_config, read_checkpoint, save_checkpoint
-from .data.schema import MultimodalDataset, Split
+from .constants import COMPLETE_MODE
+from .data.schema import MultimodalDataset
 from .errors import ConfigError, check_number, unknown_keys_message
-from .missing import PROTOCOLS, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks, MissingMasks
+from .evaluate import SplitTensors, evaluate_split, frame_rows, frames_on
+from .losses import criterion_for, loss_target
+from .missing import PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks
 from .models import create_model
 from .models.base import MissingModalityModel
-from .utils import (provenance, resolve_device, rng_state, runtime_info, runtime_settings, seed_everything,
-                    set_rng_state, write_json)
+from .utils import (atomic_write, provenance, resolve_device, rng_state, runtime_info, runtime_settings,
+                    seed_everything, set_rng_state, write_json)
 
 #: training steps between finiteness checks of the loss on accelerators (each check waits for the device)
 FINITE_CHECK_STEPS = 25
@@ -104,82 +112,6 @@ class TrainConfig:
         return MissingSpec(self.protocol, self.train_rate, self.seed)
 
 
-class CrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy; with deterministic algorithms on CUDA computed as log-softmax + gather, because CUDA's NLL loss
-    has no deterministic kernel (it raises there)."""
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if pred.is_cuda and pred.dim() == 2 and torch.are_deterministic_algorithms_enabled():
-            return -torch.log_softmax(pred.float(), dim=-1).gather(1, target.long().view(-1, 1)).mean()
-        return super().forward(pred, target)
-
-
-def criterion_for(ds: MultimodalDataset) -> nn.Module:
-    """L1 for regression, cross-entropy for classification (as MPLMM)."""
-    return nn.L1Loss() if ds.task == "regression" else CrossEntropy()
-
-
-def _target(labels: torch.Tensor, task: str) -> torch.Tensor:
-    # (B, 1) float targets for regression — never (B,), which would broadcast to (B, B) (reference bug B4)
-    return labels.view(-1, 1).float() if task == "regression" else labels.view(-1).long()
-
-
-class SplitTensors:
-    """A split's arrays as tensors on one device, batched by index."""
-
-    def __init__(self, split: Split, device: torch.device) -> None:
-        self.x = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-                  for a in (split.text, split.audio, split.vision)]
-        self.y = torch.as_tensor(split.labels, device=device)
-        self.ids = split.ids
-        self.n = len(split)
-
-    def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Features and labels of rows ``idx`` (a device index tensor, or a slice: views, no copies)."""
-        return [x[idx] for x in self.x], self.y[idx]
-
-
-def _frames_on(frame: Optional[dict], device: torch.device) -> Optional[dict]:
-    """Frame masks ``{modality: (N, T) bool}`` as device tensors, once per split or epoch (batches index them there)."""
-    return None if frame is None else {k: torch.as_tensor(v, device=device) for k, v in frame.items()}
-
-
-def _rows(frames: Optional[dict], idx: torch.Tensor | slice) -> Optional[dict]:
-    return None if frames is None else {k: v[idx] for k, v in frames.items()}
-
-
-def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks, batch_size: int = 256,
-            amp: bool = False) -> np.ndarray:
-    """Eval-mode predictions ``(N, output_dim)`` under fixed ``masks``."""
-    model.eval()
-    device = data.y.device
-    modes = torch.as_tensor(masks.modes, device=device)
-    frames = _frames_on(masks.frame_masks, device)
-    out = []
-    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
-        for start in range(0, data.n, batch_size):
-            rows = slice(start, min(start + batch_size, data.n))
-            x, _ = data.batch(rows)
-            out.append(model(*x, modes[rows], _rows(frames, rows)).float())
-    return torch.cat(out).cpu().numpy()  # one copy to the host
-
-
-def evaluate_split(model: MissingModalityModel, ds: MultimodalDataset, data: SplitTensors, masks: MissingMasks,
-                   batch_size: int = 256, amp: bool = False) -> dict[str, float]:
-    """Loss and the dataset's metrics on one split under fixed masks."""
-    return score_predictions(ds, predict(model, data, masks, batch_size, amp), data.y.cpu())
-
-
-def score_predictions(ds: MultimodalDataset, pred: np.ndarray, labels) -> dict[str, float]:
-    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``.
-
-    The one place where predictions become numbers: training, evaluation, curves and widgets all call it.
-    """
-    y = torch.as_tensor(np.asarray(labels))
-    loss = float(criterion_for(ds)(torch.as_tensor(pred), _target(y, ds.task)))
-    return {"loss": loss, **M.dataset_metrics(ds, pred, y.numpy())}
-
-
 def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalityModel, Optional[dict]]:
     """Create the model for ``ds``; with ``cfg.pretrained`` copy and freeze the pretrained MulT backbone."""
     model_cfg = dict(cfg.model_config)
@@ -239,7 +171,7 @@ def _check_finite(loss_sum: torch.Tensor, n: int, epoch: int) -> None:
 
 
 def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path] = None, resume: bool = True,
-          callback=None) -> TrainResult:
+          callback: Optional[Callable[[dict], Any]] = None) -> TrainResult:
     """Train ``cfg.model`` on ``ds``; select on validation, report on test. Resumes from ``out_dir/last.pt``.
 
     ``callback(row: dict)`` is called after every epoch with the history row (for live plots). TF32 and
@@ -251,13 +183,48 @@ def train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path]
         return _train(cfg, ds, out_dir, resume, callback)
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step: its parts, fixed at set-up, and its progress."""
+
+    cfg: TrainConfig
+    ds: MultimodalDataset
+    out: Optional[Path]
+    device: torch.device
+    model: MissingModalityModel
+    transfer: Optional[dict]
+    criterion: nn.Module
+    params: list[nn.Parameter]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.ReduceLROnPlateau
+    data: dict[str, SplitTensors]
+    masks: dict[str, MissingMasks]  # the fixed validation and test masks
+    config_dict: dict
+    data_sig: dict
+    frozen: list[str]
+    start_epoch: int = 1
+    history: list[dict] = field(default_factory=list)
+    best_score: Optional[float] = None
+    best_state: Optional[dict] = None
+    since_best: int = 0
+
+
 def _train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path], resume: bool,
-           callback) -> TrainResult:
+           callback: Optional[Callable[[dict], Any]]) -> TrainResult:
+    """Set up (and resume), run the epochs, then evaluate the best model and write the run folder."""
+    run = _setup(cfg, ds, Path(out_dir) if out_dir else None)
+    if resume:
+        _resume(run)
+    stopped = _run_epochs(run, callback)
+    return _finish(run, stopped)
+
+
+def _setup(cfg: TrainConfig, ds: MultimodalDataset, out: Optional[Path]) -> _Run:
+    """Seed, build the model, its optimiser and scheduler; put the splits on the device; draw the fixed masks."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model, transfer = build_model(cfg, ds)
     model.to(device)
-    crit = criterion_for(ds)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"model {cfg.model!r} has no trainable parameters")
@@ -266,128 +233,175 @@ def _train(cfg: TrainConfig, ds: MultimodalDataset, out_dir: Optional[str | Path
     data = {s: SplitTensors(ds[s], device) for s in ("train", "valid", "test")}
     espec = cfg.eval_spec()
     masks = {s: eval_masks(espec, ds[s].ids, s, ds.seq_lens) for s in ("valid", "test")}
-    select = cfg.select_metric
-    direction = "lower" if select == "loss" else M.metric_direction(select)
-
-    out = Path(out_dir) if out_dir else None
-    start_epoch, history, best_score, best_state, since_best = 1, [], None, None, 0
-    config_dict = asdict(cfg)
-    data_sig = ds.signature()
-    if out is not None and resume and (out / "last.pt").is_file():
-        ckpt = read_checkpoint(out / "last.pt")
-        check_config(out / "last.pt", ckpt, model.registry_name, model.config)
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"] if "rng" in ckpt else {"torch": ckpt["torch_rng"]})  # "torch_rng": older files
-        history, best_score, since_best = ckpt["history"], ckpt["best_score"], ckpt["since_best"]
-        start_epoch = ckpt["epoch"] + 1
-        best_state = read_checkpoint(out / "best.pt")["state_dict"] if (out / "best.pt").is_file() else None
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    return _Run(cfg, ds, out, device, model, transfer, criterion_for(ds), params, opt, sched, data, masks,
+                asdict(cfg), ds.signature(), frozen)
 
-    n_train = data["train"].n
-    check_every = 1 if device.type == "cpu" else FINITE_CHECK_STEPS
+
+def _resume(run: _Run) -> None:
+    """Continue from ``last.pt`` in the run folder when there is one: weights, optimiser, scheduler, random states,
+    history and early-stopping counters (and the best weights so far from ``best.pt``)."""
+    if run.out is None or not (run.out / "last.pt").is_file():
+        return
+    ckpt = read_checkpoint(run.out / "last.pt")
+    check_config(run.out / "last.pt", ckpt, run.model.registry_name, run.model.config)
+    run.model.load_state_dict(ckpt["state_dict"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.sched.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"] if "rng" in ckpt else {"torch": ckpt["torch_rng"]})  # "torch_rng": older files
+    run.history, run.best_score, run.since_best = ckpt["history"], ckpt["best_score"], ckpt["since_best"]
+    run.start_epoch = ckpt["epoch"] + 1
+    best = run.out / "best.pt"
+    run.best_state = read_checkpoint(best)["state_dict"] if best.is_file() else None
+
+
+def _run_epochs(run: _Run, callback: Optional[Callable[[dict], Any]]) -> bool:
+    """Epochs ``start_epoch..cfg.epochs``: train, validate, checkpoint, report. True when early stopping ended them."""
+    cfg = run.cfg
     bar = _progress(cfg.epochs, cfg.progress, f"{cfg.model}")
-    bar.update(start_epoch - 1)
+    bar.update(run.start_epoch - 1)
     stopped = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
         t0 = time.time()
-        model.train()
-        spec = epoch_spec(cfg.train_spec(), epoch)
-        if getattr(model, "train_on_complete", False):
-            spec = MissingSpec(cfg.protocol, 0.0, spec.seed)
-        modes_np = draw_modes(spec, ds["train"].ids, "train")
-        frame_np = draw_frame_masks(spec, ds["train"].ids, "train", ds.seq_lens) if cfg.protocol == "frame" else None
-        modes_all = torch.as_tensor(modes_np, device=device)
-        frames = _frames_on(frame_np, device)
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(n_train, generator=gen).to(device)
-        total, parts_sum, seen = torch.zeros((), dtype=torch.float64, device=device), {}, 0
-        for step, start in enumerate(range(0, n_train, cfg.batch_size)):
-            idx = order[start:start + cfg.batch_size]
-            x, y = data["train"].batch(idx)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                loss, _, parts = model.compute_loss(*x, modes_all[idx], _target(y, ds.task), crit, _rows(frames, idx))
-            total = total + loss.detach().double() * len(idx)
-            seen += len(idx)
-            if (step + 1) % check_every == 0:
-                _check_finite(total, seen, epoch)
-            loss.backward()
-            if cfg.clip:
-                nn.utils.clip_grad_norm_(params, cfg.clip)
-            opt.step()
-            for k, v in parts.items():
-                v = v.double() if isinstance(v, torch.Tensor) else v
-                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(idx)
-        _check_finite(total, seen, epoch)
-        valid = evaluate_split(model, ds, data["valid"], masks["valid"], amp=cfg.amp)
-        sched.step(valid["loss"])
-        row = {"epoch": epoch, "train_loss": float(total) / n_train, "valid_loss": valid["loss"],
-               **{f"valid_{k}": v for k, v in valid.items() if k != "loss"},
-               **{f"train_{k}": float(v) / n_train for k, v in parts_sum.items() if k != "task"},
-               "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
-        score = valid["loss"] if select == "loss" else valid[select]
-        improved = best_score is None or (score < best_score if direction == "lower" else score > best_score)
-        if improved:
-            best_score, since_best = score, 0
-            best_state = copy.deepcopy(model.state_dict())
-            if out is not None:
-                save_checkpoint(out / "best.pt", model, train_config=config_dict, epoch=epoch, frozen=frozen,
-                                valid=valid, data=data_sig)
-        else:
-            since_best += 1
-        row["best"] = improved
-        history.append(row)
-        if out is not None:
-            save_checkpoint(out / "last.pt", model, train_config=config_dict, epoch=epoch, frozen=frozen,
-                            data=data_sig,
-                            optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            rng=rng_state(device), history=history, best_score=best_score,
-                            since_best=since_best)
+        train_loss, parts = _train_epoch(run, epoch)
+        row = _validate(run, epoch, train_loss, parts, t0)
+        _save_last(run, epoch)
         bar.update(1)
-        bar.set_postfix(train=f"{row['train_loss']:.3f}", valid=f"{valid['loss']:.3f}",
-                        best=f"{best_score:.3f}")
+        bar.set_postfix(train=f"{row['train_loss']:.3f}", valid=f"{row['valid_loss']:.3f}",
+                        best=f"{run.best_score:.3f}")
         if callback is not None:
             callback(row)
-        if cfg.early_stopping and since_best >= cfg.early_stopping:
+        if cfg.early_stopping and run.since_best >= cfg.early_stopping:
             stopped = True
             break
     bar.close()
+    return stopped
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    hist = pd.DataFrame(history)
+
+def _epoch_masks(run: _Run, epoch: int) -> tuple[torch.Tensor, Optional[dict]]:
+    """This epoch's training modes ``(N,)`` and frame masks on the device (complete data for ``train_on_complete``
+    models)."""
+    cfg, ids = run.cfg, run.ds["train"].ids
+    spec = epoch_spec(cfg.train_spec(), epoch)
+    if getattr(run.model, "train_on_complete", False):
+        spec = MissingSpec(cfg.protocol, 0.0, spec.seed)
+    modes = draw_modes(spec, ids, "train")
+    frames = draw_frame_masks(spec, ids, "train", run.ds.seq_lens) if cfg.protocol == "frame" else None
+    return torch.as_tensor(modes, device=run.device), frames_on(frames, run.device)
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[float, dict[str, float]]:
+    """One pass over the shuffled training split; returns the mean training loss and the mean of each loss part the
+    model reports (summed on the device, checked for finiteness every ``FINITE_CHECK_STEPS`` steps off the CPU)."""
+    cfg, model, device, data = run.cfg, run.model, run.device, run.data["train"]
+    model.train()
+    modes_all, frames = _epoch_masks(run, epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    order = torch.randperm(data.n, generator=gen).to(device)
+    check_every = 1 if device.type == "cpu" else FINITE_CHECK_STEPS
+    total, parts_sum, seen = torch.zeros((), dtype=torch.float64, device=device), {}, 0
+    for step, start in enumerate(range(0, data.n, cfg.batch_size)):
+        idx = order[start:start + cfg.batch_size]
+        x, y = data.batch(idx)
+        run.opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            loss, _, parts = model.compute_loss(*x, modes_all[idx], loss_target(y, run.ds.task), run.criterion,
+                                                frame_rows(frames, idx))
+        total = total + loss.detach().double() * len(idx)
+        seen += len(idx)
+        if (step + 1) % check_every == 0:
+            _check_finite(total, seen, epoch)
+        loss.backward()
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(run.params, cfg.clip)
+        run.opt.step()
+        for k, v in parts.items():
+            v = v.double() if isinstance(v, torch.Tensor) else v
+            parts_sum[k] = parts_sum.get(k, 0.0) + v * len(idx)
+    _check_finite(total, seen, epoch)
+    return float(total) / data.n, {k: float(v) / data.n for k, v in parts_sum.items() if k != "task"}
+
+
+def _validate(run: _Run, epoch: int, train_loss: float, parts: dict[str, float], t0: float) -> dict:
+    """Validate, step the scheduler, keep the best weights (``best.pt``) and append the epoch's history row."""
+    cfg = run.cfg
+    valid = evaluate_split(run.model, run.ds, run.data["valid"], run.masks["valid"], amp=cfg.amp)
+    run.sched.step(valid["loss"])
+    row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"],
+           **{f"valid_{k}": v for k, v in valid.items() if k != "loss"},
+           **{f"train_{k}": v for k, v in parts.items()},
+           "lr": run.opt.param_groups[0]["lr"], "seconds": time.time() - t0}
+    score = valid["loss"] if cfg.select_metric == "loss" else valid[cfg.select_metric]
+    lower = cfg.select_metric == "loss" or M.metric_direction(cfg.select_metric) == "lower"
+    improved = run.best_score is None or (score < run.best_score if lower else score > run.best_score)
+    if improved:
+        run.best_score, run.since_best = score, 0
+        run.best_state = copy.deepcopy(run.model.state_dict())
+        if run.out is not None:
+            save_checkpoint(run.out / "best.pt", run.model, train_config=run.config_dict, epoch=epoch,
+                            frozen=run.frozen, valid=valid, data=run.data_sig)
+    else:
+        run.since_best += 1
+    row["best"] = improved
+    run.history.append(row)
+    return row
+
+
+def _save_last(run: _Run, epoch: int) -> None:
+    """``last.pt``: everything :func:`_resume` needs to continue after ``epoch``."""
+    if run.out is None:
+        return
+    save_checkpoint(run.out / "last.pt", run.model, train_config=run.config_dict, epoch=epoch, frozen=run.frozen,
+                    data=run.data_sig,
+                    optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
+                    rng=rng_state(run.device), history=run.history, best_score=run.best_score,
+                    since_best=run.since_best)
+
+
+def _finish(run: _Run, stopped: bool) -> TrainResult:
+    """Restore the best weights, evaluate them on validation and test, write the run folder (``best.pt``,
+    ``metrics.json``, ``history.csv``, the masks) and return the result."""
+    model, masks = run.model, run.masks
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    hist = pd.DataFrame(run.history)
     best_epoch = int(hist.loc[hist["best"], "epoch"].iloc[-1]) if len(hist) else 0
-    final = {s: evaluate_split(model, ds, data[s], masks[s], amp=cfg.amp) for s in ("valid", "test")}
-    result = {
+    final = {s: evaluate_split(model, run.ds, run.data[s], masks[s], amp=run.cfg.amp) for s in ("valid", "test")}
+    result = _metrics(run, hist, best_epoch, stopped, final)
+    if run.out is not None:
+        save_checkpoint(run.out / "best.pt", model, train_config=run.config_dict, epoch=best_epoch,
+                        frozen=run.frozen, valid=final["valid"], test=final["test"], data=run.data_sig)
+        write_json(run.out / "metrics.json", result)
+        atomic_write(run.out / "history.csv", lambda fh: fh.write(hist.to_csv(index=False).encode("utf-8")))
+        for s, mk in masks.items():
+            mk.save(run.out / f"masks_{s}.npz")
+    return TrainResult(model, hist, result, run.out)
+
+
+def _metrics(run: _Run, hist: pd.DataFrame, best_epoch: int, stopped: bool, final: dict) -> dict:
+    """The content of ``metrics.json``: config, data, parameters, selection, the masks' statistics, final metrics,
+    provenance and runtime."""
+    cfg, model, masks = run.cfg, run.model, run.masks
+    return {
         "model": cfg.model,
-        "dataset": ds.summary(),
-        "config": config_dict,
+        "dataset": run.ds.summary(),
+        "config": run.config_dict,
         "model_config": model.config,
         "parameters": model.parameter_counts(),
-        "transfer": transfer,
+        "transfer": run.transfer,
         "best_epoch": best_epoch,
         "epochs_run": len(hist),
         "early_stopped": stopped,
-        "select_metric": select,
-        "eval_spec": espec.to_dict(),
-        "eval_masks": {s: {"missing_sample_fraction": float(np.mean(masks[s].modes != 6)),
+        "select_metric": cfg.select_metric,
+        "eval_spec": cfg.eval_spec().to_dict(),
+        "eval_masks": {s: {"missing_sample_fraction": float(np.mean(masks[s].modes != COMPLETE_MODE)),
                            "missing_entry_fraction": masks[s].missing_fraction(),
                            "mode_counts": {int(k): int(v) for k, v in
                                            zip(*np.unique(masks[s].modes, return_counts=True))}}
                        for s in masks},
         "valid": final["valid"],
         "test": final["test"],
-        "primary_metric": M.headline_metric(ds),
+        "primary_metric": M.headline_metric(run.ds),
         "provenance": provenance(),
-        "runtime": runtime_info(device, cfg.amp),
+        "runtime": runtime_info(run.device, cfg.amp),
     }
-    if out is not None:
-        save_checkpoint(out / "best.pt", model, train_config=config_dict, epoch=best_epoch, frozen=frozen,
-                        valid=final["valid"], test=final["test"], data=data_sig)
-        write_json(out / "metrics.json", result)
-        hist.to_csv(out / "history.csv", index=False)
-        for s, mk in masks.items():
-            mk.save(out / f"masks_{s}.npz")
-    return TrainResult(model, hist, result, out)

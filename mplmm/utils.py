@@ -1,16 +1,19 @@
-"""Small shared helpers: seeding and random states, device choice and runtime settings, provenance, atomic writes."""
+"""Small shared helpers: seeding and random states, devices and runtime settings, provenance, atomic writes.
+
+:func:`atomic_write` is the one way files are written in place (checkpoints, ``metrics.json``, masks, datasets).
+"""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import random
+import secrets
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
 import numpy as np
 import torch
@@ -53,6 +56,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s, i)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -139,18 +149,54 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
-    """Write via ``write(tmp_path)`` to a temporary file in the same folder, then rename over ``path``."""
+def temp_sibling(path: PathLike, make: Callable[[Path], Any]) -> Path:
+    """Create a new temporary sibling of ``path`` (a hidden, unique name in the same folder) with ``make(name)``,
+    which must fail with :class:`FileExistsError` when the name is taken (``os.open`` with ``O_EXCL``, ``os.mkdir``);
+    returns its name. Unlike :mod:`tempfile` (always 0600 / 0700), what ``make`` creates keeps the user's umask."""
+    path = Path(path)
+    for _ in range(100):
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            make(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path}: no free temporary name beside it")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk where the platform allows opening folders."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file atomically: ``write(fileobj)`` fills a temporary file beside ``path`` (opened ``wb``), which is
+    flushed, fsync-ed and renamed onto ``path`` with :func:`os.replace`; on any error it is removed and ``path`` is
+    left as it was. The file gets the permissions of a plain ``open(path, "w")``: ``0666 & ~umask``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fds: list[int] = []
+    tmp = temp_sibling(path, lambda name: fds.append(os.open(name, flags, 0o666)))
     try:
-        write(tmp)
+        with os.fdopen(fds[0], "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
     return path
 
 
@@ -172,5 +218,5 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: PathLike, data: Any) -> Path:
     """Atomically write ``data`` as indented JSON (NumPy scalars and arrays converted)."""
-    text = json.dumps(_jsonable(data), indent=2, sort_keys=False)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

@@ -11,7 +11,8 @@ import torch
 from mplmm.checkpoint import CheckpointError, load_model, read_checkpoint
 from mplmm.cli import main as cli_main
 from mplmm.data import load_dataset
-from mplmm.train import TrainConfig, _target, train
+from mplmm.losses import loss_target
+from mplmm.train import TrainConfig, train
 
 SMALL = {"d": 12, "num_heads": 3, "layers": 1}
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi_bclstm"
@@ -32,8 +33,8 @@ def pretrained(ds, tmp_path_factory):
 def test_regression_target_is_column():
     """Reference bug B4: (B,) targets against (B,1) predictions broadcast to (B,B) in L1Loss."""
     y = torch.tensor([0.5, -1.0, 2.0])
-    assert _target(y, "regression").shape == (3, 1)
-    assert _target(torch.tensor([1, 2]), "classification").shape == (2,)
+    assert loss_target(y, "regression").shape == (3, 1)
+    assert loss_target(torch.tensor([1, 2]), "classification").shape == (2,)
 
 
 def test_pretrain_then_prompt_tune(ds, pretrained, tmp_path):

@@ -158,3 +158,20 @@ def test_plain_figure_mode(ds, model):
     z0 = _z(panel.figure)
     panel.controls["sample"].value = 1
     assert not np.allclose(_z(panel.figure), z0)
+
+
+def test_updating_holds_back_the_callback():
+    """``Panel.updating()``: control changes inside the block call nothing, ``busy`` says so, and it is restored."""
+    import ipywidgets as W
+
+    from widgets import Panel
+
+    calls = []
+    panel = Panel("t", {"x": W.IntSlider(value=0)}, [["x"]], figure_widget=False)
+    panel.wire(lambda: calls.append((panel.controls["x"].value, panel.busy)), ["x"])
+    with panel.updating():
+        assert panel.busy
+        panel.controls["x"].value = 1
+    assert not panel.busy and calls == []
+    panel.controls["x"].value = 2
+    assert calls == [(2, True)] and not panel.busy

@@ -16,9 +16,10 @@ survive an offline HTML export.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import json
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -74,6 +75,21 @@ class Panel:
         self._busy = False
 
     # -- helpers used by the factories -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while the wired callback or an :meth:`updating` block runs (control changes then call nothing)."""
+        return self._busy
+
+    @contextlib.contextmanager
+    def updating(self) -> Iterator["Panel"]:
+        """Change controls inside the block without calling the wired callback (e.g. new options after a rescan);
+        the previous state is restored afterwards."""
+        previous, self._busy = self._busy, True
+        try:
+            yield self
+        finally:
+            self._busy = previous
+
     def show_figure(self, fig: go.Figure) -> None:
         replace_figure(self.figure, fig)
         if self._output is not None and in_ipython():
@@ -95,15 +111,13 @@ class Panel:
         """Call ``callback`` when any of the named controls changes value (not re-entrantly)."""
 
         def handler(_change: Any) -> None:
-            if self._busy:
+            if self.busy:
                 return
-            self._busy = True
-            try:
-                callback()
-            except Exception as exc:  # noqa: BLE001 - a panel shows errors, it never raises into the front end
-                self.error(f"{type(exc).__name__}: {exc}")
-            finally:
-                self._busy = False
+            with self.updating():
+                try:
+                    callback()
+                except Exception as exc:  # noqa: BLE001 - a panel shows errors, it never raises into the front end
+                    self.error(f"{type(exc).__name__}: {exc}")
 
         for name in names:
             self.controls[name].observe(handler, names="value")
@@ -175,8 +189,7 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
         panel.info(f"{len(table)} run(s) under {controls['root'].value}; {len(hists)} selected")
 
     def rescan(_btn: Any = None) -> None:
-        panel._busy = True
-        try:
+        with panel.updating():
             table = I.find_runs(controls["root"].value)
             panel.state["table"], panel.state["cache"] = table, {}
             names = list(table["run"]) if len(table) else []
@@ -188,8 +201,6 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
                            and table[c].dtype.kind in "fiu"] if len(table) else []
             controls["metric"].options = metric_opts
             controls["metric"].value = _default_metric(table, metric_opts)
-        finally:
-            panel._busy = False
         if not names:
             panel.error(f"no run folders (metrics.json / history.csv) under {controls['root'].value!r}")
             panel.show_figure(PI.run_comparison_figure({}, controls["curve"].value))
@@ -229,7 +240,7 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     for name in MODALITIES:
         controls[name] = W.ToggleButton(value=True, description=name, icon="check", tooltip=f"{name} present")
     panel = Panel(f"Missing-modality explorer ({split})", controls, [["rate"], list(MODALITIES)], figure_widget)
-    panel.state["modes"] = ModePredictions(model, ds, split, I._device(model))
+    panel.state["modes"] = ModePredictions(model, ds, split, I.model_device(model))
 
     def update() -> None:
         flags = tuple(bool(controls[m].value) for m in MODALITIES)
@@ -280,7 +291,7 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
     if not I.supports_attention(model):
         for w in controls.values():
             w.disabled = True
-        panel.error(f"model {I._model_name(model)!r} does not expose attention weights (no need_weights): "
+        panel.error(f"model {I.model_name(model)!r} does not expose attention weights (no need_weights): "
                     f"attention maps are available for mult, mult_zero, mult_dropout and mplmm")
         return panel
 

@@ -173,7 +173,7 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
     task = task or meta.get("task")
     label_key = "classification_labels" if task == "classification" and "classification_labels" in train \
         else _pick(train, LABEL_ORDER[fmt])
-    required = ["text", "audio", "vision"]
+    required = list(MODALITIES)
     missing = [k for k in required if k not in train] + ([] if label_key else ["labels|regression_labels"])
     if missing:
         raise DataError(f"{where(source, 'train')}: missing keys {missing}; expected text, audio, vision and one of "

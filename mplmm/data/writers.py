@@ -1,6 +1,7 @@
 """Writers: :func:`save_dataset` in every layout the readers accept, so each reader is tested by round trip.
 
-Writes are atomic: the file (or folder) is written under a temporary name beside the target, then ``os.replace``-d.
+Writes are atomic: files through :func:`mplmm.utils.atomic_write`; a folder is written under a temporary name beside
+the target, then ``os.replace``-d. Both get the user's usual permissions (``0666`` / ``0777`` minus the umask).
 Pickle files carry an extra top-level ``meta`` dict (task, class names, label range, metric family); MulT/MMSA code
 that indexes ``data[split]`` ignores it.
 """
@@ -9,13 +10,13 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from ..constants import MODALITIES
+from ..utils import atomic_write, temp_sibling
 from .schema import SPLITS, DataError, MultimodalDataset, Split
 
 WRITE_FORMATS = ("mult_pickle", "mmsa_pickle", "npz", "iemocap_mmin")
@@ -62,31 +63,10 @@ def _split_dict(ds: MultimodalDataset, sp: Split, fmt: str) -> dict[str, np.ndar
     return d
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_file(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_pickle(ds: MultimodalDataset, path: Path, fmt: str) -> None:
     data: dict[str, Any] = {s: _split_dict(ds, ds[s], fmt) for s in SPLITS}
     data["meta"] = _meta(ds)
-    _atomic_file(path, lambda fh: pickle.dump(data, fh, protocol=4))
+    atomic_write(path, lambda fh: pickle.dump(data, fh, protocol=4))
 
 
 def _write_npz(ds: MultimodalDataset, path: Path) -> None:
@@ -94,7 +74,7 @@ def _write_npz(ds: MultimodalDataset, path: Path) -> None:
     for k, v in _meta(ds).items():
         if v is not None:
             arrays[f"meta__{k}"] = np.asarray(v, dtype=float if k in ("label_range", "threshold") else str)
-    _atomic_file(path, lambda fh: np.savez_compressed(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def _write_iemocap(ds: MultimodalDataset, root: Path, fold: int,
@@ -109,8 +89,7 @@ def _write_iemocap(ds: MultimodalDataset, root: Path, fold: int,
     if len(set(all_ids.tolist())) != len(all_ids) or any("/" in i for i in all_ids.tolist()):
         raise DataError(f"{root}: iemocap_mmin needs unique ids without '/' across all splits")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = temp_sibling(root, os.mkdir)  # 0777 minus the umask, like any new folder
     try:
         for m, (sub, stem) in FEATURE_FILES.items():
             (tmp / sub).mkdir()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import LETTERS
 from .base import MissingModalityModel, register
 from .peer_layers import Attention, Mlp, is_classification, keep_masks, zero_fill
 
@@ -208,7 +209,7 @@ class ComP(MissingModalityModel):
         out = self._stage1(enc, True) if first else self._stage2(enc, track)
         l_uni = [criterion(u.mean(1), target) for u in out["uni_seq"]]
         l_dis = disentangle_loss(enc["shared"], enc["private"])
-        parts = {f"uni_{n}": v.detach() for n, v in zip("lav", l_uni)}
+        parts = {f"uni_{n}": v.detach() for n, v in zip(LETTERS, l_uni)}
         parts["dis"] = l_dis.detach()
         if first:
             neg = [self._negative(p, target, criterion) for p in out["private"]]

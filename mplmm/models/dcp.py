@@ -20,12 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..constants import MEMORY, N_MODES
 from ..missing import apply_missing_torch
 from .base import MissingModalityModel, register
 from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, transfer_backbone
 from .peer_layers import present_flags
 
-N_CASES = 7
+N_CASES = N_MODES
 
 
 def _generator(d_in: int, hidden: int, d_out: int, norm: bool) -> nn.Sequential:
@@ -87,8 +88,8 @@ class DCP(MissingModalityModel):
         corr = self.correlated_prompts(modes)
         common = self.common[modes]
         reads = []
-        for i, m in enumerate("lav"):
-            enc = getattr(self.backbone, f"trans_{m}_mem")
+        for i, (name, m) in enumerate(MEMORY):
+            enc = getattr(self.backbone, name)
             x = enc._embed(h[m])
             dyn, _ = self.dyn_attn[i](self.dyn_queries[modes, i], x, x, need_weights=False)
             x = torch.cat([corr[0][:, i], self.common_proj[i](common), dyn, x], dim=1)

@@ -28,15 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import MODE_PRESENT
+from ..constants import LETTERS, MODALITIES, MODE_PRESENT, N_MODES, PRESENT_ROWS
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
 from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
 
-MODS = "lav"
+MODS = LETTERS
 #: for each target modality, the available-source combinations used by the fusers, in the reference's order
 FUSER_SOURCES: dict[str, tuple[str, ...]] = {"l": ("a", "v", "av"), "a": ("l", "v", "lv"), "v": ("a", "l", "al")}
-_IDX = {"l": 0, "a": 1, "v": 2}
+_IDX = {m: i for i, m in enumerate(MODS)}
 #: mode -> per-target tuple of source letters used to generate it ("" = present)
 _GEN_SOURCES: dict[int, dict[str, str]] = {}
 for _mode, _present in MODE_PRESENT.items():
@@ -48,7 +48,7 @@ for _mode, _present in MODE_PRESENT.items():
 #: (-1: the target is present)
 _COMBO_INDEX: list[list[int]] = [
     [next((c for c, src in enumerate(FUSER_SOURCES[t]) if sorted(src) == sorted(_GEN_SOURCES[k][t])), -1)
-     for k in range(7)]
+     for k in range(N_MODES)]
     for t in MODS
 ]
 #: None: generate missing modalities without host syncs on accelerators (every fuser on the whole batch, rows picked
@@ -130,7 +130,7 @@ class MPLMM(MissingModalityModel):
                     self.prompt_nm[m].normal_(0, 0.02)
                     self.m[m].normal_(0, 1 / math.sqrt(self.seq[m]))
                 self.missing_type_prompt.normal_(0, 1 / math.sqrt(d))
-        present = torch.tensor([MODE_PRESENT[k] for k in range(7)], dtype=torch.bool)  # (7, 3)
+        present = torch.tensor(PRESENT_ROWS, dtype=torch.bool)  # (7, 3)
         self.register_buffer("present_table", present, persistent=False)
         self.register_buffer("combo_index", torch.tensor(_COMBO_INDEX), persistent=False)  # (3, 7)
 
@@ -152,7 +152,7 @@ class MPLMM(MissingModalityModel):
         for i, m in enumerate(MODS):
             a_miss = self.prompt_m[m] @ self.m[m]  # (d, 2d)
             a_pres = self.prompt_nm[m] @ self.m[m]
-            flags = self.present_table[:, i].view(7, 1, 1)
+            flags = self.present_table[:, i].view(N_MODES, 1, 1)
             terms.append(torch.where(flags, a_pres, a_miss))
         return terms[0] + terms[1] + terms[2]
 
@@ -165,9 +165,9 @@ class MPLMM(MissingModalityModel):
     # -- missing modality generation --------------------------------------------------------------------------------
     def complete_inputs(self, text, audio, vision, modes, frame_masks: Optional[dict] = None):
         """Inputs of the crossmodal transformers ``(B, L_x, d)`` for l, a, v: generated where missing."""
-        raw = {"l": text, "a": audio, "v": vision}
+        raw = dict(zip(MODS, (text, audio, vision)))
         if frame_masks is not None:
-            for m, key in zip(MODS, ("text", "audio", "vision")):
+            for m, key in zip(MODS, MODALITIES):
                 if key in frame_masks:
                     raw[m] = raw[m] * frame_masks[key].unsqueeze(-1).to(raw[m].dtype)
         raw["l"] = F.dropout(raw["l"], self.backbone.embed_dropout, self.training)
@@ -184,7 +184,7 @@ class MPLMM(MissingModalityModel):
             if missing_idx.numel():
                 x = x.index_copy(0, missing_idx, self._generate(t, raw, modes, missing_idx))
             out[t] = x
-        return out["l"], out["a"], out["v"]
+        return tuple(out[m] for m in MODS)
 
     def _fuse(self, t: str, combo: str, mapped: list[torch.Tensor]) -> torch.Tensor:
         """Generated features ``(n, L_t, d)`` of ``t`` from the mapped sources of ``combo`` ``[(n, L_s, d), ...]``."""

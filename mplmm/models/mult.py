@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import CROSSMODAL, LETTERS, MEMORY
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
 from .transformer import TransformerEncoder
@@ -20,9 +21,6 @@ from .transformer import TransformerEncoder
 #: pretrained keys that are re-initialised on transfer (as in MPLMM's ``transfer_model``)
 TRANSFER_EXCLUDE: tuple[str, ...] = tuple(f"backbone.{k}" for k in (
     "proj_l.weight", "proj_a.weight", "proj_v.weight", "out_layer.weight", "out_layer.bias"))
-#: crossmodal transformers as (module name, target, source)
-CROSSMODAL = (("trans_l_with_a", "l", "a"), ("trans_l_with_v", "l", "v"), ("trans_a_with_l", "a", "l"),
-              ("trans_a_with_v", "a", "v"), ("trans_v_with_l", "v", "l"), ("trans_v_with_a", "v", "a"))
 
 BACKBONE_DEFAULTS = dict(d=30, num_heads=5, layers=5, attn_dropout=0.1, attn_dropout_a=0.1, attn_dropout_v=0.1,
                          relu_dropout=0.1, res_dropout=0.1, embed_dropout=0.25, out_dropout=0.1, attn_mask=True)
@@ -52,10 +50,10 @@ class MulTBackbone(nn.Module):
                       embed_dropout=embed_dropout, attn_mask=attn_mask)
         for name, _tgt, src in CROSSMODAL:
             self.add_module(name, TransformerEncoder(d, attn_dropout=src_dropout[src], **common))
-        for m in "lav":
+        for name, _branch in MEMORY:
             # MulT asks for 3 layers but max(layers, 3) is used: the memory depth equals ``layers`` when >= 3
             mem = dict(common, layers=max(layers, 3))
-            self.add_module(f"trans_{m}_mem", TransformerEncoder(2 * d, attn_dropout=attn_dropout, **mem))
+            self.add_module(name, TransformerEncoder(2 * d, attn_dropout=attn_dropout, **mem))
         combined = 6 * d
         self.proj1 = nn.Linear(combined, combined)
         self.proj2 = nn.Linear(combined, combined)
@@ -69,20 +67,19 @@ class MulTBackbone(nn.Module):
 
     def crossmodal(self, xl: torch.Tensor, xa: torch.Tensor, xv: torch.Tensor, need_weights: bool = False):
         """Six crossmodal transformers; returns ``{l,a,v: (B, T_x, 2d)}`` and the attention weights (if asked)."""
-        x = {"l": xl, "a": xa, "v": xv}
+        x = dict(zip(LETTERS, (xl, xa, xv)))
         out, attn = {}, {}
         for name, tgt, src in CROSSMODAL:
             out[name], attn[name] = getattr(self, name)(x[tgt], x[src], need_weights=need_weights)
-        h = {m: torch.cat([out[f"trans_{m}_with_{s}"] for s in "lav" if s != m], dim=-1) for m in "lav"}
+        h = {m: torch.cat([out[name] for name, tgt, _src in CROSSMODAL if tgt == m], dim=-1) for m in LETTERS}
         return h, attn
 
     def memory(self, h: dict, extra_tokens: Optional[tuple] = None, need_weights: bool = False):
         """Memory transformers (optionally with appended tokens ``(B, P, 2d)`` per branch); last-step readout."""
         reads, attn = [], {}
-        for i, m in enumerate("lav"):
+        for i, (name, m) in enumerate(MEMORY):
             seq = h[m] if extra_tokens is None else torch.cat([h[m], extra_tokens[i]], dim=1)
-            y, attn[f"trans_{m}_mem"] = getattr(self, f"trans_{m}_mem")(
-                seq, need_weights=need_weights, last_only=not need_weights)
+            y, attn[name] = getattr(self, name)(seq, need_weights=need_weights, last_only=not need_weights)
             reads.append(y[:, -1])
         return torch.cat(reads, dim=-1), attn
 
