@@ -1,4 +1,4 @@
-"""Command line: ``python -m mplmm {train,evaluate,curve,synth,params,batch,models}``.
+"""Command line: ``python -m mplmm {train,evaluate,curve,synth,import,params,batch,table,report,models}``.
 
 ``train`` mirrors the reference ``main.py`` flags (``--dataset --data_path --pretrained_model --drop_rate --name`` and
 the hyper-parameters) and adds ``--test_rate``, ``--seed``, ``--device``, ``--out``.
@@ -216,10 +216,25 @@ def cmd_batch(args) -> int:
 
     slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "mem_gb": args.slurm_mem,
              "cpus_per_task": args.slurm_cpus, "array_parallelism": args.slurm_array_parallelism}
-    index = run_grid(args.grid, jobs=args.jobs, force=args.force, no_input=args.no_input, only=args.only,
+    index = run_grid(args.grid, jobs=args.jobs, force=args.force, no_input=args.no_input or None, only=args.only,
                      gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu, executor=args.executor,
-                     slurm={k: v for k, v in slurm.items() if v is not None})
+                     slurm={k: v for k, v in slurm.items() if v is not None}, standalone=args.standalone or None)
     print(f"index: {index}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from .batch import markdown_for
+
+    print(markdown_for(args.run_dir, reference=args.reference, rates=args.rates, metrics=args.metrics), end="")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .batch import export_html
+
+    out = Path(args.out) if args.out else Path(args.notebook).with_suffix(".html")
+    print(f"wrote {export_html(args.notebook, out, no_input=args.no_input)} (standalone, offline)")
     return 0
 
 
@@ -375,9 +390,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--slurm-cpus", type=int, default=None, help="CPU cores per run")
     b.add_argument("--slurm-array-parallelism", type=int, default=None, help="runs of one stage's array at once")
     b.add_argument("--force", action="store_true", help="re-run finished runs")
-    b.add_argument("--no-input", dest="no_input", action="store_true", help="hide code in the HTML reports")
+    b.add_argument("--no-input", dest="no_input", action="store_true",
+                   help="hide code in the HTML reports (default: the grid's report: no_input, else shown)")
+    b.add_argument("--standalone", action="store_true",
+                   help="reports and index embed plotly.js (~5 MB each) instead of loading the grid's shared "
+                        "_static/plotly.min.js (default: the grid's report: standalone, else shared)")
     b.add_argument("--only", default=None, help="run only this stage (earlier stages must have finished)")
     b.set_defaults(func=cmd_batch)
+
+    tb = sub.add_parser("table", help="leaderboards of robustness runs as markdown (the tables of a grid's index)")
+    tb.add_argument("run_dir", help="a grid's output root, or one robustness run folder (notebook 02's output_dir)")
+    tb.add_argument("--reference", default=None,
+                    help="method to compare every other one with (default: the grid's reference, from grid.json)")
+    tb.add_argument("--rates", type=float, nargs="+", default=None,
+                    help="only these test missing rates as columns (default: every evaluated rate; AUC uses all)")
+    tb.add_argument("--metrics", nargs="+", default=None,
+                    help="more metric columns after the headline one, e.g. Non0_F1_score MAE (the AUC and the "
+                         "comparison use the headline metric)")
+    tb.set_defaults(func=cmd_table)
+
+    r = sub.add_parser("report", help="export an executed notebook to one self-contained offline HTML file")
+    r.add_argument("notebook", help="an executed .ipynb")
+    r.add_argument("--out", default=None, help="the HTML file (default: the notebook's path with .html)")
+    r.add_argument("--no-input", dest="no_input", action="store_true", help="hide code cells and prompts")
+    r.set_defaults(func=cmd_report)
 
     m = sub.add_parser("models", help="list registered models")
     m.set_defaults(func=cmd_models)

@@ -19,7 +19,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, 
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from .batch import Grid, GridError, Run, _failed_status, _short, ensure_kernel, execute_run
+from .batch.execute import ensure_kernel, execute_run, failed_status, shorten
+from .batch.grid import Grid, GridError, Run
 
 Items = list[tuple[Run, dict]]
 EXECUTORS = ("local", "slurm", "slurm-local")
@@ -247,9 +248,9 @@ class SubmititExecutor:
                     status = sjob.result()
                 except Exception as exc:  # noqa: BLE001 - the job died (time limit, cancelled, node failure, ...)
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    status = _failed_status(run, job["params"], exc, job["no_input"],
-                                            error={"name": type(exc).__name__, "message": _short(first)},
-                                            slurm={"job_id": sjob.job_id, "log": str(sjob.paths.stderr)})
+                    status = failed_status(run, job["params"], exc, job["no_input"],
+                                           error={"name": type(exc).__name__, "message": shorten(first)},
+                                           slurm={"job_id": sjob.job_id, "log": str(sjob.paths.stderr)})
                 yield run, status
         except BaseException:  # stopped while waiting (Ctrl-C): cancel this stage's unfinished jobs
             for sjob in jobs:

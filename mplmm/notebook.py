@@ -5,11 +5,12 @@ Conventions every notebook follows:
 * a markdown title cell, then ONE code cell tagged ``parameters`` holding only type-annotated literals with a
   ``# comment`` each (papermill documents them with ``papermill --help-notebook``; a comment must not contain ``=``,
   or papermill silently drops that parameter); values derived from parameters go in the NEXT cell;
-* a setup cell calling :func:`setup_notebook` (plotly renderer that survives the HTML export, pandas precision, seeds,
-  quiet warnings);
+* a setup cell calling :func:`setup_notebook` (plotly renderer that survives the HTML export, plotly.js embedded once
+  or, under the batch runner, left to the report; pandas precision, seeds, quiet warnings);
 * figures are plain ``plotly.graph_objects.Figure`` shown with :func:`show` (a ``FigureWidget`` does not survive the
   offline HTML report); live plots use ``show(fig, live=True)`` and ``handle.update(new_fig)``;
-* results go to ``output_dir/metrics.json`` (:func:`write_metrics`); assertions on them close the notebook.
+* results go to ``output_dir/metrics.json`` (:func:`write_metrics`, schema in :mod:`mplmm.runs`); assertions on them
+  close the notebook.
 """
 from __future__ import annotations
 
@@ -20,20 +21,36 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 DEFAULT_RENDERER = "plotly_mimetype+notebook"
+#: environment variable choosing where plotly.js comes from: "embed" (default: once, in the setup cell's output) or
+#: "external" (nowhere: figures are stored only as the plotly mime bundle; set by the batch runner, whose reports
+#: draw them with one shared plotly.js)
+PLOTLYJS_ENV = "MPLMM_PLOTLYJS"
+PLOTLYJS_MODES = ("embed", "external")
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
-def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER) -> None:
+def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER,
+                   plotlyjs: Optional[str] = None) -> None:
     """Prepare a notebook kernel: plotly renderer, pandas display precision 4, seeds, quiet warnings.
 
     ``renderer`` is overridden by the environment variable ``PLOTLY_RENDERER`` when set. The default,
-    ``plotly_mimetype+notebook``, gives JupyterLab its native plot and the HTML export an interactive copy, with
-    plotly.js embedded once per notebook (works offline; ``notebook_connected`` would fetch it from a CDN).
+    ``plotly_mimetype+notebook``, gives JupyterLab its native plot (the plotly mime bundle, which needs no plotly.js
+    in the notebook) and the HTML export an interactive copy (``notebook_connected`` would fetch plotly.js from a
+    CDN). ``plotlyjs`` (default: ``$MPLMM_PLOTLYJS``, else ``"embed"``): ``"embed"`` puts plotly.js once into this
+    cell's output, so a plain nbconvert export works offline; ``"external"`` (set by the batch runner) drops the
+    ``notebook`` part: figures are stored once, as the mime bundle, with no plotly.js (~4.7 MB less per notebook),
+    and the runner's report draws them with one shared plotly.js (:func:`mplmm.batch.export_html`).
     """
     import pandas as pd
     import plotly.io as pio
 
+    mode = plotlyjs or os.environ.get(PLOTLYJS_ENV) or "embed"
+    if mode not in PLOTLYJS_MODES:
+        raise ValueError(f"plotlyjs / ${PLOTLYJS_ENV}: expected one of {PLOTLYJS_MODES}, got {mode!r}")
     _register_offline_notebook_renderer()
     wanted = os.environ.get("PLOTLY_RENDERER") or renderer
+    if mode == "external":
+        wanted = "+".join(r for r in wanted.split("+") if r != "notebook") or "plotly_mimetype"
     renderers = pio.renderers
     if renderers.default != wanted or getattr(renderers, "_to_activate", None):
         renderers.default = wanted  # (re)queues activation: plotly.js is embedded on the first figure shown
@@ -91,12 +108,11 @@ def _register_offline_notebook_renderer() -> None:
 
 
 def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Path:
-    """Atomically write ``metrics`` as JSON (NumPy values converted), creating parent folders."""
-    from .utils import write_json
+    """Write ``metrics`` to ``path`` (a run folder or its ``metrics.json``) through :func:`mplmm.runs.write_metrics`:
+    checked against the schema, stamped with its version, written atomically (NumPy values converted)."""
+    from .runs import write_metrics as write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json(path, metrics)
+    return write(path, metrics)
 
 
 def show(fig: Any, live: bool = False):

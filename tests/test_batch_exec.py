@@ -244,7 +244,7 @@ def test_slurm_arrays_per_stage_with_fake_submitit(tmp_path, monkeypatch):
     import nbformat
     import submitit
 
-    from mplmm import batch
+    from mplmm import runs
 
     def fake_execute_run(job):  # what execute_run leaves behind, without a kernel
         folder = Path(job["folder"])
@@ -252,8 +252,9 @@ def test_slurm_arrays_per_stage_with_fake_submitit(tmp_path, monkeypatch):
         nbformat.write(nbformat.v4.new_notebook(), folder / "notebook.ipynb")
         (folder / "report.html").write_text("<html></html>")
         status = {"run": folder.name, "stage": job["stage"], "params": job["params"], "status": "ok",
-                  "no_input": job["no_input"], "gpu": job["gpu"], "slurm": job["slurm"], "env": job["env"]}
-        batch._write_status(folder, status)
+                  "no_input": job["no_input"], "standalone": not job["static"], "gpu": job["gpu"],
+                  "slurm": job["slurm"], "env": job["env"]}
+        runs.write_status(folder, status)
         return status
 
     monkeypatch.setattr(submitit, "AutoExecutor", _FakeAutoExecutor)

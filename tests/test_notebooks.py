@@ -88,15 +88,14 @@ def test_train_runs_wrote_metrics(tiny_batch):
 
 @pytest.mark.notebook
 def test_train_notebook_live_plot_and_panel(tiny_batch):
-    """01's live plot leaves one figure (the final one) in its cell, plotly.js sits in the setup cell (a live update
-    clears its own cell), and the notebook ends with the missing-modality explorer panel."""
+    """01's live plot leaves one figure (the final one) in its cell, the batch run's notebook carries no plotly.js
+    (JupyterLab draws the mime bundle, the report loads the shared copy), and the notebook ends with the
+    missing-modality explorer panel."""
     folder = tiny_batch["out"] / "pretrain"
     nb = nbformat.read(str(folder / "notebook.ipynb"), as_version=4)
     epochs = json.loads((folder / "metrics.json").read_text())["epochs_run"]
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    setup = next(c for c in code_cells if "setup_notebook(" in c.source)
-    assert any("plotly.js v" in o.get("data", {}).get("text/html", "") for o in setup.outputs), \
-        "plotly.js is not embedded in the setup cell"
+    assert "plotly.js v" not in (folder / "notebook.ipynb").read_text()
     live = next(c for c in code_cells if "live = show(" in c.source)
     assert len(live.outputs) == 1, [o.get("output_type") for o in live.outputs]
     fig = live.outputs[0]["data"]["application/vnd.plotly.v1+json"]
@@ -124,13 +123,23 @@ def test_interpretation_runs_report_key_metrics(tiny_batch):
 
 
 @pytest.mark.notebook
-def test_reports_are_offline_with_plotly_once(tiny_batch):
+def test_reports_load_one_shared_plotlyjs(tiny_batch):
+    """Every report and the index load the grid's one _static/plotly.min.js by a relative path (nothing from a CDN,
+    no copy of their own), the reports one shared stylesheet: a run folder's report.html + notebook.ipynb stays
+    under 1 MB."""
     out = tiny_batch["out"]
+    static = sorted(p.name for p in (out / "_static").iterdir())
+    assert len(static) == 2 and static[0] == "plotly.min.js" and re.fullmatch(r"report-\w{12}\.css", static[1])
     for html_file in [out / "index.html", *sorted(out.glob("*/report.html"))]:
         text = html_file.read_text(encoding="utf-8")
-        assert text.count("plotly.js v") == 1, html_file  # the library's banner: embedded exactly once
-        assert _script_srcs(text) == [], (html_file, _script_srcs(text))  # nothing loaded from a CDN
+        srcs = _script_srcs(text)
+        assert "plotly.js v" not in text and len(srcs) == 1, (html_file, srcs)
+        assert (html_file.parent / srcs[0]).resolve() == (out / "_static" / "plotly.min.js").resolve()
         assert "Plotly.newPlot" in text
+        assert html_file.name == "index.html" or f'href="../_static/{static[1]}"' in text
+    sizes = {p.parent.name: p.stat().st_size + (p.parent / "notebook.ipynb").stat().st_size
+             for p in out.glob("*/report.html")}
+    assert sizes and max(sizes.values()) < 1_000_000, sizes
 
 
 @pytest.mark.notebook
@@ -148,6 +157,8 @@ def test_robustness_run_and_combined_figure(tiny_batch):
     for text in (report, index):
         assert re.search(r'"name":\s*"mplmm \+std"', text) and re.search(r'"name":\s*"mult_zero"', text)
     assert "robustness-figure" in index and "AUC mplmm" in index
+    assert rob["schema"] == "mplmm-metrics/1"  # written through mplmm.runs
+    assert "mplmm (reference)" in index and '<table class="comparison">' in index and "per-mode-heatmap" in index
     assert 'href="robustness/report.html"' in index and 'href="tune__seed=0/notebook.ipynb"' in index
 
 

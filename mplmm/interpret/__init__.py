@@ -16,10 +16,8 @@ topic, every public name re-exported here (``from mplmm import interpret as I; I
   :func:`attribution_summary` (dataset-level mean |attribution|).
 * :mod:`.common` — batches of a split (:func:`get_batch`), :func:`modes_tensor`, :func:`eval_mode`,
   :func:`model_device`, :func:`model_name`.
-* :mod:`.scan` — run folders for the run explorer: :func:`find_runs` / :func:`load_run` (``metrics.json`` /
-  ``history.csv``).
-
-Re-exported from elsewhere: :func:`evaluate_missing` (live evaluation under a rate or a forced mode, for the
+Re-exported from elsewhere: the run-folder scanning for the run explorer (:func:`find_runs`, :func:`load_run`,
+:func:`flatten_metrics`) from :mod:`mplmm.runs`, :func:`evaluate_missing` (live evaluation under a rate or a forced mode, for the
 missing-rate explorer) from :mod:`mplmm.evaluate`, and :func:`load_or_train_demo` (a checkpoint, or a tiny ``mult`` →
 ``mplmm`` model trained in seconds) from :mod:`mplmm.demo`.
 """
@@ -34,7 +32,7 @@ from .attribution import (ATTRIBUTION_METHODS, BASELINE_EPS, ForwardWrapper, att
 from .common import Batch, eval_mode, get_batch, model_device, model_name, modes_tensor
 from .prompts import (PromptSimilarity, cosine_matrix, generation_quality, generation_summary, pca_2d,
                       prompt_similarity, prompt_tokens, sources_of)
-from .scan import RUN_FILES, _read_json, find_runs, flatten_metrics, load_run  # noqa: F401 (_read_json: as before)
+from ..runs import RUN_FILES, _read_json, find_runs, flatten_metrics, load_run  # noqa: F401 (one contract: mplmm.runs)
 
 __all__ = [
     "ATTRIBUTION_METHODS", "AttentionMaps", "BASELINE_EPS", "Batch", "CROSSMODAL_MODULES", "DEMO_MODEL_CONFIG",

@@ -1,0 +1,185 @@
+"""The grid's index: ``index.csv`` (one row per run), ``index.html`` (the runs table, then per dataset, protocol and
+metric a combined robustness figure, the leaderboard of methods, the per-mode heatmap and the paired comparison with
+the grid's reference method) and ``grid.json``."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .. import runs
+from .execute import error_text
+from .grid import INJECTED, Grid, rel_path
+from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, to_html
+from .report import plotlyjs_tag, shared_static
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def key_metrics(metrics: dict, exclude: Iterable[str] = ()) -> dict[str, float]:
+    """The headline numbers of a ``metrics.json``: its ``key_metrics`` mapping if it has one; else the test primary
+    metric (+ MAE/Acc/F1) and each method's AUC; else the first top-level numbers not named in ``exclude`` (the
+    notebook's parameters)."""
+    given = metrics.get("key_metrics")
+    if isinstance(given, dict):
+        return {str(k): float(v) for k, v in given.items() if _is_number(v)}
+    out: dict[str, float] = {}
+    test = metrics.get("test")
+    if isinstance(test, dict):
+        prim = metrics.get("primary_metric")
+        for k in [prim, "MAE", "Acc", "F1"]:
+            if k in test and _is_number(test[k]):
+                out[f"test.{k}"] = float(test[k])
+    for rec in metrics.get("auc_summary") or []:
+        if isinstance(rec, dict) and _is_number(rec.get("auc_mean")):
+            out[f"AUC {rec.get('method')}"] = float(rec["auc_mean"])
+    if not out:
+        skip = set(exclude)
+        for k, v in metrics.items():
+            if _is_number(v) and k not in skip:
+                out[k] = float(v)
+            if len(out) >= 4:
+                break
+    return out
+
+
+def index_frame(g: Grid) -> pd.DataFrame:
+    """One row per run: run, stage, status, duration, error, parameters (JSON), key and test metrics."""
+    rows = []
+    for run in g.all_runs():
+        st = runs.read_status(run.folder)
+        met = runs.read_metrics(run.folder) if st.get("status") == "ok" else {}
+        params = {k: v for k, v in (st.get("params") or {}).items() if k != INJECTED}
+        err = st.get("error") or {}
+        row = {"run": run.name, "stage": run.stage.name, "status": st.get("status") or "not run",
+               "duration_s": st.get("duration_s"), "error": error_text(err) if err else "",
+               "params": json.dumps(params, sort_keys=True), "folder": rel_path(g, run.folder),
+               **{f"grid.{k}": v for k, v in run.point.items()}}
+        row.update(key_metrics(met, run.stage.accepted))
+        if isinstance(met.get("test"), dict):
+            row.update({f"test.{k}": float(v) for k, v in met["test"].items() if _is_number(v)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def robustness_groups(g: Grid) -> list[RobustnessGroup]:
+    """The robustness results of every ok run whose ``metrics.json`` has ``curves``, one group per (dataset,
+    protocol, metric): curves of different datasets or metrics never share an axis or a table."""
+    ok = [r for r in g.all_runs() if runs.read_status(r.folder).get("status") == "ok"]
+    return collect_groups((r.name, runs.read_metrics(r.folder)) for r in ok)
+
+
+def _overview(g: Grid, group: RobustnessGroup):
+    from ..plots.robustness import robustness_figure
+
+    where = " · ".join(x for x in (g.name, group.dataset, f"{group.protocol} protocol" if group.protocol else "")
+                       if x)
+    title = f"{group.metric} vs test missing rate (mean ± std over training seeds) · {where}"
+    return robustness_figure(group.curves, group.metric, title=title)
+
+
+def robustness_overviews(g: Grid) -> list:
+    """One combined robustness figure per group of :func:`robustness_groups` (empty if none)."""
+    return [_overview(g, group) for group in robustness_groups(g)]
+
+
+def _figure_html(fig, div_id: str, height: int) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, default_height=height, div_id=div_id)
+
+
+def robustness_html(g: Grid) -> str:
+    """The index's robustness section (empty without robustness runs): per group a heading, the combined figure,
+    the leaderboard, the per-mode heatmap and the paired comparison with ``g.reference``."""
+    from ..plots.robustness import per_mode_heatmap
+
+    groups = robustness_groups(g)
+    parts = ["<h2>Robustness</h2>"] if groups else []
+    for i, group in enumerate(groups):
+        suffix = f"-{i + 1}" if i else ""
+        board = build_leaderboard(group, g.reference)
+        parts += [f"<h3>{html.escape(group.title)}</h3>",
+                  _figure_html(_overview(g, group), "robustness-figure" + suffix, 480), to_html(board)]
+        if len(group.per_mode) and group.metric in group.per_mode:
+            fig = per_mode_heatmap(group.per_mode, group.metric,
+                                   title=f"{group.metric} per missing mode (mean over training seeds)")
+            parts.append(_figure_html(fig, "per-mode-heatmap" + suffix, fig.layout.height or 300))
+    return "\n".join(parts)
+
+
+_INDEX_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top}
+th{background:#f4f4f4;text-align:left}tr.failed td{background:#fdecea}tr.notrun td{color:#888}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}code{font-size:12px}.err{color:#b00020;max-width:30em}
+table.leaderboard,table.comparison{margin:0.5em 0 1em}h3{margin-top:2em}
+"""
+
+
+def _fmt_params(params_json: str, limit: int = 60) -> str:
+    """A run's parameters as ``<code>key=value</code>`` lines (long values cut)."""
+    params = json.loads(params_json) if params_json else {}
+    lines = []
+    for k, v in params.items():
+        text = v if isinstance(v, str) else json.dumps(v)
+        text = text if len(text) <= limit else text[:limit - 3] + "..."
+        lines.append(f"<code>{html.escape(k)}={html.escape(text)}</code>")
+    return "<br>".join(lines)
+
+
+def write_index(g: Grid) -> Path:
+    """Write ``index.csv`` (one row per run), ``grid.json`` and ``index.html`` (the runs table and the robustness
+    section); plotly.js comes from the shared copy, or is embedded when ``g.report["standalone"]``."""
+    frame = index_frame(g)
+    g.output_root.mkdir(parents=True, exist_ok=True)
+    runs.write_text(g.output_root / runs.INDEX_CSV, frame.to_csv(index=False))
+    runs.write_grid_record(g.output_root, {"name": g.name, "grid": g.path, "reference": g.reference,
+                                           "report": g.report})
+    rows_html = []
+    for row in frame.to_dict("records"):
+        folder = Path(row["folder"])
+        run_dir = g.root / folder if not folder.is_absolute() else folder
+        links = []
+        for fname, label in ((runs.REPORT, "report"), (runs.NOTEBOOK, "notebook"), (runs.LOG, "log")):
+            if (run_dir / fname).is_file():
+                href = os.path.relpath(run_dir / fname, g.output_root)
+                links.append(f'<a href="{html.escape(Path(href).as_posix())}">{label}</a>')
+        stage = next(s for s in g.stages if s.name == row["stage"])
+        shown = key_metrics(runs.read_metrics(run_dir), stage.accepted) if row["status"] == "ok" else {}
+        metrics_html = "<br>".join(f"{html.escape(k)} = {v:.4f}" for k, v in shown.items())
+        cls = {"failed": "failed", "not run": "notrun"}.get(row["status"], "")
+        dur = "" if row["duration_s"] is None or row["duration_s"] != row["duration_s"] else f"{row['duration_s']:.1f}"
+        status_html = html.escape(row["status"])
+        if row["error"]:
+            status_html += f'<div class="err">{html.escape(row["error"])}</div>'
+        rows_html.append(
+            f'<tr class="{cls}"><td><code>{html.escape(row["run"])}</code></td><td>{html.escape(row["stage"])}</td>'
+            f'<td>{_fmt_params(row["params"])}</td><td>{status_html}</td><td class="num">{dur}</td>'
+            f'<td class="num">{metrics_html}</td><td>{" · ".join(links)}</td></tr>')
+    path = g.output_root / runs.INDEX_HTML
+    robustness = robustness_html(g)
+    head_js = ""
+    if robustness:
+        head_js = plotlyjs_tag(path, None if g.report.get("standalone") else shared_static(g.output_root))
+    ok = int((frame["status"] == "ok").sum()) if len(frame) else 0
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(g.name)} · mplmm batch</title>
+<style>{_INDEX_CSS}</style>
+{head_js}</head><body>
+<h1>{html.escape(g.name)}</h1>
+<p>Grid <code>{html.escape(g.path)}</code> · {len(frame)} runs, {ok} ok · written {time.strftime('%Y-%m-%d %H:%M')}
+· <a href="{runs.INDEX_CSV}">{runs.INDEX_CSV}</a></p>
+<table><thead><tr><th>run</th><th>stage</th><th>params</th><th>status</th><th>duration [s]</th>
+<th>key metrics</th><th>files</th></tr></thead><tbody>
+{chr(10).join(rows_html)}
+</tbody></table>
+{robustness}
+</body></html>
+"""
+    return runs.write_text(path, doc)

@@ -1,0 +1,354 @@
+"""Leaderboards from robustness runs (notebook 02's ``metrics.json``: ``curves`` and ``per_mode`` tagged with
+``method`` and training ``seed``).
+
+Per (dataset, protocol, metric), one table of methods: the mean ± std over training seeds (mask seeds averaged first)
+of the metric at each evaluated test rate and of the area under the metric-vs-rate curve (AUC), a methods × missing
+modes heatmap, and, with a reference method, each method's paired difference to it: per training seed present in
+both, method − reference, then the mean and a 95% t-interval over those n seeds (no interval for n < 2).
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from .. import runs
+
+AUC = "AUC"  # in a column (metric, AUC): the area under the metric-vs-rate curve
+REFERENCE_MARK = " (reference)"
+
+
+@dataclass
+class RobustnessGroup:
+    """The robustness results of one dataset, protocol and metric, pooled over the runs that have them."""
+
+    dataset: str
+    protocol: str
+    metric: str
+    curves: pd.DataFrame  # method, seed, rate, mask_seed, <metric>, ...
+    per_mode: pd.DataFrame  # method, seed, mode, <metric>, ... (may be empty)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        parts = [self.dataset, f"{self.protocol} protocol" if self.protocol else "", self.metric]
+        return " · ".join(p for p in parts if p)
+
+
+Column = tuple[str, Union[float, str]]  # (metric, test rate) or (metric, AUC)
+
+
+@dataclass
+class Leaderboard:
+    """A group's numbers: ``values`` maps each column to its per-(method, seed) Series; ``methods`` in ranking order,
+    the ``rates`` shown, the ``metrics`` shown (the group's headline metric first), and the reference method if it
+    is in the group (``wanted_reference``: the one asked for)."""
+
+    group: RobustnessGroup
+    values: dict[Column, pd.Series]
+    methods: list[str]
+    rates: list[float]
+    metrics: list[str]
+    reference: Optional[str]
+    wanted_reference: Optional[str] = None
+
+    @property
+    def columns(self) -> list[Column]:
+        """The methods table's columns: every metric at every rate, then the headline metric's AUC."""
+        return [(m, r) for r in self.rates for m in self.metrics] + [(self.group.metric, AUC)]
+
+    @property
+    def compared(self) -> list[Column]:
+        """The paired comparison's columns: the headline metric at every rate, then its AUC."""
+        return [(self.group.metric, r) for r in self.rates] + [(self.group.metric, AUC)]
+
+    def per_method(self, column: Column, method: str) -> pd.Series:
+        """``column``'s values of ``method``, indexed by training seed (empty when it has none)."""
+        series = self.values[column]
+        return series.loc[method] if method in series.index.get_level_values(0) else series.iloc[:0]
+
+
+# ----------------------------------------------------------------------------------------------------- statistics
+def _t_coverage(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with integer ``df`` (closed form: Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2:
+        term, total = math.cos(theta), 0.0
+        for j in range(1, (df - 1) // 2 + 1):
+            total += term
+            term *= c2 * (2 * j) / (2 * j + 1)
+        return 2 / math.pi * (theta + s * total)
+    term, total = 1.0, 0.0
+    for j in range(df // 2):
+        total += term
+        term *= c2 * (2 * j + 1) / (2 * j + 2)
+    return s * total
+
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (2.776 for df 4)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    lo, hi = 0.0, 1.0
+    while _t_coverage(hi, df) < level:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_coverage(mid, df) < level else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_interval(diffs: Iterable[float], level: float = 0.95) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)`` of paired differences: a t-interval at ``level`` (NaN bounds for n < 2)."""
+    d = np.asarray([x for x in diffs if x == x], dtype=float)
+    n = len(d)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(d.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, 1
+    half = t_quantile(n - 1, level) * float(d.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+# ------------------------------------------------------------------------------------------------------ gathering
+def _dataset_label(metrics: dict) -> str:
+    ds = metrics.get("dataset")
+    if isinstance(ds, dict):
+        return str(ds.get("name") or ds.get("source") or "?")
+    return str(ds) if ds else "?"
+
+
+def _tagged(records: Optional[list], run: str) -> pd.DataFrame:
+    """Records of one run as a frame with ``method`` (default: the run's name), ``seed`` (default 0) and ``_run``."""
+    frame = pd.DataFrame(records or [])
+    if not len(frame):
+        return frame
+    return frame.assign(method=frame["method"].astype(str) if "method" in frame else run,
+                        seed=frame["seed"] if "seed" in frame else 0, _run=run)
+
+
+def _pooled(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The runs' frames in one; a method found in several runs becomes ``"<run>: <method>"``."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    clash = frame.groupby("method")["_run"].transform("nunique") > 1
+    return frame.assign(method=frame["method"].where(~clash, frame["_run"] + ": " + frame["method"])).drop(
+        columns="_run")
+
+
+def collect_groups(found: Iterable[tuple[str, dict]]) -> list[RobustnessGroup]:
+    """Group ``(run name, metrics)`` pairs that have ``curves`` and ``metric`` by (dataset, protocol, metric), in
+    order of appearance. A method name found in several runs of a group is labelled ``"<run>: <method>"``."""
+    pooled: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
+    for name, met in found:
+        if met.get("curves") and isinstance(met.get("metric"), str):
+            key = (_dataset_label(met), str(met.get("protocol") or ""), met["metric"])
+            pooled.setdefault(key, []).append((name, met))
+    return [RobustnessGroup(dataset, protocol, metric, _pooled([_tagged(m["curves"], n) for n, m in members]),
+                            _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members])
+            for (dataset, protocol, metric), members in pooled.items()]
+
+
+def folder_groups(path: Union[str, Path]) -> list[RobustnessGroup]:
+    """The groups of a robustness run folder, or of every run folder directly under ``path`` (a grid's output root;
+    runs whose ``status.json`` says anything but ok are left out)."""
+    path = Path(path)
+    if (path / runs.METRICS).is_file():
+        return collect_groups([(path.name, runs.read_metrics(path))])
+    found = []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []:
+        status = runs.read_status(folder)
+        if (folder / runs.METRICS).is_file() and status.get("status", "ok") == "ok":
+            found.append((folder.name, runs.read_metrics(folder)))
+    return collect_groups(found)
+
+
+# ------------------------------------------------------------------------------------------------------ the table
+def _higher_is_better(metric: str) -> bool:
+    from ..metrics import metric_direction
+
+    try:
+        return metric_direction(metric) == "higher"
+    except KeyError:
+        return metric != "loss"
+
+
+def build_leaderboard(group: RobustnessGroup, reference: Optional[str] = None,
+                      rates: Optional[Iterable[float]] = None, metrics: Optional[Iterable[str]] = None) -> Leaderboard:
+    """The numbers of ``group``, methods ranked by mean AUC of its metric. ``rates``: only these of the evaluated
+    test rates as columns (the AUC always uses every rate); ``metrics``: more metric columns after the headline one
+    (the comparison stays on the headline metric). ``reference`` is matched against method names (exactly, or as
+    the part after ``"<run>: "`` when that is unique)."""
+    from ..plots.robustness import auc_table
+
+    shown_metrics = list(dict.fromkeys([group.metric, *(metrics or [])]))
+    missing = [m for m in shown_metrics if m not in group.curves]
+    if missing:
+        have = [c for c in group.curves.columns if c not in ("method", "seed", "rate", "mask_seed", "protocol",
+                                                             "split")]
+        raise runs.MetricsError(f"{group.title}: no metric {missing} in the curves; they have {have}")
+    shown = sorted(float(r) for r in group.curves["rate"].unique())
+    if rates is not None:
+        wanted = [float(r) for r in rates]
+        shown = [r for r in shown if any(abs(r - w) < 1e-9 for w in wanted)]
+    means = group.curves.groupby(["method", "seed", "rate"], sort=False)[shown_metrics].mean()
+    values: dict[Column, pd.Series] = {(m, r): means[m].xs(r, level="rate") for r in shown for m in shown_metrics}
+    auc = auc_table(group.curves, group.metric).set_index(["method", "seed"])["auc"]
+    values[(group.metric, AUC)] = auc
+    order = auc.groupby(level="method", sort=False).mean()
+    methods = list(order.sort_values(ascending=not _higher_is_better(group.metric), kind="stable").index)
+    return Leaderboard(group, values, methods, shown, shown_metrics, _match_reference(reference, methods), reference)
+
+
+def _match_reference(reference: Optional[str], methods: list[str]) -> Optional[str]:
+    if reference is None or reference in methods:
+        return reference
+    hits = [m for m in methods if m.split(": ", 1)[-1] == reference]
+    return hits[0] if len(hits) == 1 else None
+
+
+def summary_rows(board: Leaderboard) -> list[dict]:
+    """One row per method (ranking order): ``method``, ``seeds`` and ``(mean, std)`` per column (std NaN with one
+    seed)."""
+    rows = []
+    for method in board.methods:
+        row: dict = {"method": method, "seeds": len(board.per_method((board.group.metric, AUC), method))}
+        for col in board.columns:
+            values = board.per_method(col, method).dropna()
+            row[col] = (float(values.mean()) if len(values) else math.nan,
+                        float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+        rows.append(row)
+    return rows
+
+
+def comparison_rows(board: Leaderboard) -> list[dict]:
+    """Per method other than the reference: ``method``, ``n`` (training seeds in both) and per compared column the
+    paired ``(mean, low, high)`` of method − reference. Empty without a reference."""
+    if board.reference is None:
+        return []
+    rows = []
+    for method in board.methods:
+        if method == board.reference:
+            continue
+        row: dict = {"method": method}
+        for col in board.compared:
+            mine, ref = board.per_method(col, method), board.per_method(col, board.reference)
+            seeds = mine.index.intersection(ref.index)
+            mean, low, high, n = paired_interval(mine[seeds] - ref[seeds])
+            row[col] = (mean, low, high)
+            row.setdefault("n", n)
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------ rendering
+def _header(columns: list[Column], prefix: str = "") -> list[str]:
+    return [f"{prefix}AUC {m}" if r == AUC else f"{prefix}{m} @{r:g}" for m, r in columns]
+
+
+def _mean_std(pair: tuple[float, float]) -> str:
+    mean, std = pair
+    if mean != mean:
+        return "–"
+    return f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
+
+
+def _difference(triple: tuple[float, float, float]) -> str:
+    mean, low, high = triple
+    if mean != mean:
+        return "–"
+    return f"{mean:+.3f}" if low != low else f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _label(board: Leaderboard, method: str) -> str:
+    return method + (REFERENCE_MARK if method == board.reference else "")
+
+
+def table_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of the methods table."""
+    header = ["method", "seeds", *_header(board.columns)]
+    rows = [[_label(board, r["method"]), str(r["seeds"]), *(_mean_std(r[c]) for c in board.columns)]
+            for r in summary_rows(board)]
+    return header, rows
+
+
+def comparison_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of the paired comparison (empty rows without a reference)."""
+    header = ["method", "n", *_header(board.compared, "Δ ")]
+    rows = [[r["method"], str(r["n"]), *(_difference(r[c]) for c in board.compared)] for r in comparison_rows(board)]
+    return header, rows
+
+
+def comparison_note(board: Leaderboard) -> str:
+    """The sentence saying what the comparison table holds (or why there is none)."""
+    if board.wanted_reference is None:
+        return "No reference method set (grid key `reference`, or `--reference`): no paired comparison."
+    if board.reference is None:
+        return f"Reference method `{board.wanted_reference}` is not among these methods: no paired comparison."
+    return (f"Paired difference to `{board.reference}`: method − {board.reference} per training seed present in "
+            f"both (n seeds), mean [95% t-interval over seeds]; no interval when n < 2.")
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def describe(group: RobustnessGroup) -> str:
+    """The sentence saying what the methods table holds."""
+    return (f"Mean ± std over training seeds (mask seeds averaged first; one seed: its value) at each test missing "
+            f"rate; AUC: area under {group.metric} vs rate, normalised. Runs: {', '.join(group.runs)}.")
+
+
+def to_markdown(board: Leaderboard, level: int = 3) -> str:
+    """The group's heading, methods table and paired comparison as markdown."""
+    parts = [f"{'#' * level} {board.group.title}", describe(board.group), _markdown_table(*table_cells(board)),
+             comparison_note(board)]
+    header, rows = comparison_cells(board)
+    if rows:
+        parts.append(_markdown_table(header, rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]], css: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="{"num" if i else ""}">{html.escape(c)}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def to_html(board: Leaderboard) -> str:
+    """The description, the methods table and the paired comparison as HTML (no figures)."""
+    out = f"<p>{html.escape(describe(board.group))}</p>" + _html_table(*table_cells(board), "leaderboard")
+    header, rows = comparison_cells(board)
+    out += f"<p>{html.escape(comparison_note(board)).replace('`', '')}</p>"
+    if rows:
+        out += _html_table(header, rows, "comparison")
+    return out
+
+
+def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates: Optional[Iterable[float]] = None,
+                 metrics: Optional[Iterable[str]] = None) -> str:
+    """Every leaderboard of a run folder or a grid's output root as markdown (``python -m mplmm table``); the
+    reference defaults to the one recorded in the output root's ``grid.json``; ``rates`` and ``metrics`` as in
+    :func:`build_leaderboard`."""
+    path = Path(path)
+    if reference is None:
+        reference = runs.read_grid_record(path).get("reference")
+    groups = folder_groups(path)
+    if not groups:
+        raise runs.MetricsError(f"{path}: no robustness results (a metrics.json with 'curves', as notebook 02 "
+                                "writes) in this folder or the run folders directly under it")
+    rates = list(rates) if rates is not None else None
+    metrics = list(metrics) if metrics is not None else None
+    return "\n".join(to_markdown(build_leaderboard(g, reference, rates, metrics)) for g in groups)

@@ -1,0 +1,149 @@
+"""Leaderboards of robustness runs: mean ± std over training seeds, AUC, paired t-intervals, markdown and the index."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mplmm import runs
+from mplmm.batch import leaderboard as L
+
+ROOT = Path(__file__).resolve().parents[1]
+RATES = (0.0, 0.5, 1.0)
+BASE = {"mplmm": 0.80, "mult_zero": 0.75, "comp": 0.70}
+NOISE = {"mplmm": (0.0, 0.02, 0.01), "mult_zero": (0.01, 0.0, 0.03), "comp": (0.0,)}  # per training seed
+
+
+def _value(method: str, seed: int, rate: float, mask_seed: int) -> float:
+    return BASE[method] - 0.2 * rate + NOISE[method][seed] + 0.002 * mask_seed
+
+
+def _metrics(methods=("mplmm", "mult_zero", "comp"), dataset: str = "synthetic") -> dict:
+    curves = [{"method": m, "seed": s, "rate": r, "mask_seed": k, "protocol": "modality", "Acc": _value(m, s, r, k),
+               "MAE": 2 - _value(m, s, r, k)} for m in methods for s in range(len(NOISE[m])) for r in RATES
+              for k in (0, 1)]
+    per_mode = [{"method": m, "seed": s, "mode": mode, "mode_name": str(mode), "Acc": BASE[m] - 0.01 * mode}
+                for m in methods for s in range(len(NOISE[m])) for mode in range(7)]
+    return {"dataset": {"name": dataset}, "metric": "Acc", "protocol": "modality", "curves": curves,
+            "per_mode": per_mode}
+
+
+def _per_seed_auc(method: str, seed: int) -> float:
+    v = [np.mean([_value(method, seed, r, k) for k in (0, 1)]) for r in RATES]
+    return (v[0] + 2 * v[1] + v[2]) / 4  # trapezoid over [0, 1], normalised by the width 1
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622),
+                                          (30, 2.0423), (1000, 1.9623)])
+def test_t_quantile_matches_tables(df, expected):
+    assert L.t_quantile(df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_paired_interval():
+    mean, low, high, n = L.paired_interval([1.0, 2.0, 3.0])
+    half = 4.302653 / math.sqrt(3)
+    assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - half, abs=1e-5) and high == pytest.approx(2 + half)
+    assert L.paired_interval([0.5])[:1] == (0.5,) and math.isnan(L.paired_interval([0.5])[1])
+    assert L.paired_interval([])[3] == 0 and L.paired_interval([float("nan"), 1.0])[3] == 1
+
+
+def test_leaderboard_numbers_and_paired_comparison():
+    (group,) = L.collect_groups([("robustness", _metrics())])
+    assert group.title == "synthetic · modality protocol · Acc" and group.runs == ["robustness"]
+    board = L.build_leaderboard(group, reference="mplmm")
+    assert board.methods == ["mplmm", "mult_zero", "comp"] and board.rates == [0.0, 0.5, 1.0]
+    rows = {r["method"]: r for r in L.summary_rows(board)}
+    at0 = [_value("mplmm", s, 0.0, 0) + 0.001 for s in range(3)]
+    assert rows["mplmm"]["seeds"] == 3
+    assert rows["mplmm"][("Acc", 0.0)] == pytest.approx((np.mean(at0), np.std(at0, ddof=1)))
+    aucs = [_per_seed_auc("mplmm", s) for s in range(3)]
+    assert rows["mplmm"][("Acc", L.AUC)] == pytest.approx((np.mean(aucs), np.std(aucs, ddof=1)))
+    assert math.isnan(rows["comp"][("Acc", L.AUC)][1])  # one seed: no std
+    comp = {r["method"]: r for r in L.comparison_rows(board)}
+    d = np.array([_per_seed_auc("mult_zero", s) - _per_seed_auc("mplmm", s) for s in range(3)])
+    half = 4.302653 * d.std(ddof=1) / math.sqrt(3)
+    assert comp["mult_zero"]["n"] == 3
+    assert comp["mult_zero"][("Acc", L.AUC)] == pytest.approx((d.mean(), d.mean() - half, d.mean() + half), abs=1e-6)
+    assert comp["comp"]["n"] == 1 and math.isnan(comp["comp"][("Acc", 0.0)][1])  # paired on seed 0 only: no interval
+    header, cells = L.table_cells(board)
+    assert header == ["method", "seeds", "Acc @0", "Acc @0.5", "Acc @1", "AUC Acc"]
+    assert cells[0][0] == "mplmm (reference)" and " ± " in cells[0][2] and " ± " not in cells[2][2]
+    _, diff = L.comparison_cells(board)
+    assert diff[0][0] == "mult_zero" and diff[0][-1].startswith("-0.0") and "[" in diff[0][-1]
+    assert diff[1][1] == "1" and "[" not in diff[1][-1]
+
+
+def test_lower_is_better_metric_ranks_ascending():
+    met = _metrics(("mplmm", "mult_zero"))
+    met["metric"], met["per_mode"] = "MAE", []
+    board = L.build_leaderboard(L.collect_groups([("r", met)])[0])
+    assert board.methods == ["mplmm", "mult_zero"] and board.reference is None
+
+
+def test_groups_split_datasets_and_label_clashing_methods():
+    groups = L.collect_groups([("rob_a", _metrics(("mplmm", "comp"))), ("rob_b", _metrics(("mplmm",))),
+                               ("rob_c", _metrics(("mplmm",), dataset="mosi")), ("train", {"test": {"Acc": 1}})])
+    assert [g.dataset for g in groups] == ["synthetic", "mosi"] and groups[0].runs == ["rob_a", "rob_b"]
+    assert set(groups[0].curves["method"]) == {"rob_a: mplmm", "rob_b: mplmm", "comp"}
+    assert set(groups[1].curves["method"]) == {"mplmm"}
+    board = L.build_leaderboard(groups[0], reference="mplmm")  # two runs have "mplmm": no unique match
+    assert board.reference is None and "not among these methods" in L.comparison_note(board)
+    assert L.build_leaderboard(groups[0], reference="comp").reference == "comp"
+    single = L.collect_groups([("rob_a", _metrics(("mplmm", "comp"))), ("rob_b", _metrics(("mult_zero",)))])[0]
+    assert L.build_leaderboard(single, reference="mplmm").reference == "mplmm"
+
+
+def _output_root(tmp_path: Path, reference=None) -> Path:
+    out = tmp_path / "out"
+    runs.write_metrics(out / "robustness", _metrics())
+    runs.write_status(out / "robustness", {"status": "ok"})
+    runs.write_metrics(out / "failed_rob", _metrics(dataset="other"))
+    runs.write_status(out / "failed_rob", {"status": "failed"})
+    runs.write_metrics(out / "train", {"model": "mult", "test": {"Acc": 0.5}})
+    runs.write_grid_record(out, {"name": "g", "reference": reference})
+    return out
+
+
+def test_markdown_for_an_output_root_and_a_run_folder(tmp_path):
+    out = _output_root(tmp_path, reference="mplmm")
+    text = L.markdown_for(out, rates=[0.0, 1.0])
+    assert text.startswith("### synthetic · modality protocol · Acc\n") and "other" not in text  # failed run left out
+    assert "| method | seeds | Acc @0 | Acc @1 | AUC Acc |" in text and "| mplmm (reference) | 3 |" in text
+    assert "Paired difference to `mplmm`" in text and "| method | n | Δ Acc @0 | Δ Acc @1 | Δ AUC Acc |" in text
+    alone = L.markdown_for(out / "robustness", reference="comp")
+    assert "| comp (reference) | 1 |" in alone and "Acc @0.5" in alone
+    assert "No reference method set" in L.markdown_for(out / "robustness")
+    extra = L.markdown_for(out, rates=[0.0, 1.0], metrics=["MAE"])  # more columns; comparison on the headline only
+    assert "| method | seeds | Acc @0 | MAE @0 | Acc @1 | MAE @1 | AUC Acc |" in extra and "Δ MAE" not in extra
+    with pytest.raises(runs.MetricsError, match=r"no metric \['F1'\] in the curves; they have \['Acc', 'MAE'\]"):
+        L.markdown_for(out, metrics=["F1"])
+    with pytest.raises(runs.MetricsError, match="no robustness results"):
+        L.markdown_for(out / "train")
+
+
+def test_table_command(tmp_path, capsys):
+    from mplmm.cli import main
+
+    out = _output_root(tmp_path, reference="mult_zero")
+    assert main(["table", str(out), "--rates", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "| mult_zero (reference) |" in printed and "Acc @0.5" in printed and "Acc @0 |" not in printed
+    assert printed == L.markdown_for(out, rates=[0.5])
+    assert main(["table", str(tmp_path / "nothing")]) == 2
+    assert "no robustness results" in capsys.readouterr().err
+
+
+def test_index_shows_leaderboard_heatmap_and_comparison(tmp_path):
+    from mplmm.batch import load_grid, write_index
+
+    spec = {"name": "lb", "output_root": str(tmp_path / "out"), "reference": "mplmm",
+            "stages": [{"name": "robustness", "notebook": "notebooks/02_robustness.ipynb"}]}
+    g = load_grid(spec, root=ROOT)
+    runs.write_metrics(g.runs["robustness"][0].folder, _metrics())
+    runs.write_status(g.runs["robustness"][0].folder, {"status": "ok"})
+    text = write_index(g).read_text()
+    assert text.count('<table class="leaderboard">') == 1 and text.count('<table class="comparison">') == 1
+    assert 'id="per-mode-heatmap"' in text and text.count("Plotly.newPlot") == 2
+    assert "mplmm (reference)" in text and runs.read_grid_record(g.output_root)["reference"] == "mplmm"
