@@ -177,14 +177,18 @@ def write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically: readers never see a half-written report or index."""
     from .utils import atomic_write
 
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def copy_file(src: PathLike, dst: PathLike) -> Path:
     """Copy ``src`` to ``dst`` atomically."""
     from .utils import atomic_write
 
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    def copy(fh) -> None:
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, fh)
+
+    return atomic_write(dst, copy)
 
 
 # ------------------------------------------------------------------------------------------------------- scanning

@@ -39,8 +39,17 @@ from .losses import criterion_for, loss_target
 from .missing import PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks
 from .models import create_model
 from .models.base import MissingModalityModel
-from .utils import (atomic_write, provenance, resolve_device, rng_state, runtime_info, runtime_settings,
-                    seed_everything, set_rng_state, write_json)
+from .runs import write_metrics
+from .utils import (
+    atomic_write,
+    provenance,
+    resolve_device,
+    rng_state,
+    runtime_info,
+    runtime_settings,
+    seed_everything,
+    set_rng_state,
+)
 
 #: training steps between finiteness checks of the loss on accelerators (each check waits for the device)
 FINITE_CHECK_STEPS = 25
@@ -371,7 +380,7 @@ def _finish(run: _Run, stopped: bool) -> TrainResult:
     if run.out is not None:
         save_checkpoint(run.out / "best.pt", model, train_config=run.config_dict, epoch=best_epoch,
                         frozen=run.frozen, valid=final["valid"], test=final["test"], data=run.data_sig)
-        write_json(run.out / "metrics.json", result)
+        write_metrics(run.out, result)  # the run-folder contract: schema-stamped metrics.json
         atomic_write(run.out / "history.csv", lambda fh: fh.write(hist.to_csv(index=False).encode("utf-8")))
         for s, mk in masks.items():
             mk.save(run.out / f"masks_{s}.npz")

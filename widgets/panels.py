@@ -25,6 +25,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from mplmm import interpret as I
+from mplmm import runs
 from mplmm.checkpoint import check_model_fits
 from mplmm.constants import MODALITIES, MODE_NAMES, N_MODES
 from mplmm.notebook import in_ipython
@@ -167,7 +168,7 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
         for name in controls["runs"].value:
             row = panel.state["table"][panel.state["table"]["run"] == name]
             if len(row):
-                out[name] = panel.state["cache"].setdefault(name, I.load_run(row["path"].iloc[0])[0])
+                out[name] = panel.state["cache"].setdefault(name, runs.load_run(row["path"].iloc[0])[0])
         return out
 
     def redraw() -> None:
@@ -190,7 +191,7 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
 
     def rescan(_btn: Any = None) -> None:
         with panel.updating():
-            table = I.find_runs(controls["root"].value)
+            table = runs.find_runs(controls["root"].value)
             panel.state["table"], panel.state["cache"] = table, {}
             names = list(table["run"]) if len(table) else []
             controls["runs"].options = names
