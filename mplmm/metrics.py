@@ -327,7 +327,7 @@ def dataset_metrics(ds: Any, pred: Any, truths: Any) -> dict[str, float]:
     p = np.asarray(pred)
     if ds.task == "regression":
         p = p.reshape(len(p), -1)[:, 0]
-    return compute_metrics(ds.metric_family, p, truths, ds.class_names, getattr(ds, "threshold", None),
+    return compute_metrics(ds.metric_family, p, truths, ds.class_names, ds.threshold,
                            ds.label_range)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -169,10 +169,15 @@ def label_options(label_range: Optional[Sequence[float]] = None, threshold: Opti
     if label_range is not None and len(label_range):
         out["label_range"] = check_label_range_option(label_range)
     if threshold is not None:
-        try:
-            value = float(threshold)
-        except (TypeError, ValueError):
-            raise ConfigError(f"threshold: expected a number (nan for the default), got {threshold!r}") from None
+        value = parse_threshold(threshold, " (nan for the default)")
         if not np.isnan(value):
             out["threshold"] = value
     return out
+
+
+def parse_threshold(value: Any, hint: str = "") -> float:
+    """``value`` as a float, else a one-line :class:`ConfigError` (``hint`` is added to the message)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold: expected a number{hint}, got {value!r}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 

@@ -193,7 +193,7 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
         mult_iemocap = y0 is not None and y0.ndim == 3 and y0.shape[1] > 1 and y0.shape[2] == 2
         task = "classification" if (strings or label_key == "classification_labels" or mult_iemocap) \
             else "regression"
-    label_info: dict[str, Any] = {"label_range": None, "threshold": None, "check_range": True}
+    choice = None  # the regression labels' family, range and threshold
     if task == "classification":
         if label_range is not None or threshold is not None:
             raise ConfigError(f"{source}: label_range/threshold apply to regression, but the labels are classes "
@@ -213,8 +213,6 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
                                    threshold=threshold, meta=meta)
         family, class_names = choice.family, None
         notes.extend(choice.notes)
-        label_info = {"label_range": choice.label_range, "threshold": choice.threshold,
-                      "check_range": not choice.inferred}
         if choice.inferred:
             _note_beyond(raw, choice.label_range, source, label_key, notes)
         hint = ("; pass metric_family='mosi' if this is MOSI/MOSEI, or label_range=(LO, HI) (--label_range LO HI) "
@@ -222,11 +220,12 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
                 "; pass label_range=(LO, HI) (--label_range LO HI) or metric_family='regression' for another scale")
     ds = build_dataset(
         raw, name=str(meta.get("name") or name or Path(source).stem), source=source, fmt=fmt, task=task,
-        metric_family=family, class_names=class_names, label_range=label_info["label_range"], strict=strict,
-        keys={"labels": label_key, "ids": "id"}, notes=notes, range_hint=hint, check_range=label_info["check_range"],
+        metric_family=family, class_names=class_names, label_range=choice.label_range if choice else None,
+        strict=strict, keys={"labels": label_key, "ids": "id"}, notes=notes, range_hint=hint,
+        check_range=not (choice and choice.inferred),
     )
-    ds.threshold = label_info["threshold"]
-    ds.label_range_inferred = not label_info["check_range"]
+    if choice is not None:
+        ds.threshold, ds.label_range_inferred = choice.threshold, choice.inferred
     return ds
 
 

@@ -22,7 +22,7 @@ from .readers_iemocap import is_iemocap_folder, read_iemocap_mmin
 from .readers_npz import read_npz
 from .readers_pickle import load_pickle, pickle_flavor, read_mmsa_pickle, read_mult_pickle
 from ..errors import ConfigError, unknown_keys_message
-from .labels import check_label_range_option, describe_labels
+from .labels import check_label_range_option, describe_labels, parse_threshold
 from .schema import DataError, MultimodalDataset
 from .synthetic import SPECS, make_default_synthetic, make_synthetic
 from .validate import fit_length
@@ -166,10 +166,7 @@ def _label_options(label_range: Any, threshold: Any, task: Optional[str], class_
     if label_range is not None:
         out["label_range"] = check_label_range_option(label_range)
     if threshold is not None:
-        try:
-            out["threshold"] = float(threshold)
-        except (TypeError, ValueError):
-            raise ConfigError(f"threshold: expected a number, got {threshold!r}") from None
+        out["threshold"] = parse_threshold(threshold)
     if task is not None:
         out["task"] = task
     if class_names:
