@@ -157,12 +157,31 @@ def in_ipython() -> bool:
 _SEED_PART = re.compile(r"(^|__)seed=[^_]*(?=__|$)")
 
 
+def _config_labels(model: str, configs: list[dict]) -> list[str]:
+    """``"<model> (key=value, ...)"`` per checkpoint of one model: the model keys whose values differ among these
+    checkpoints and that this one sets away from the model's default (``"<model>"`` when it keeps every default)."""
+    from .models.base import config_defaults
+
+    try:
+        defaults = config_defaults(model)
+    except Exception:  # noqa: BLE001 - an unregistered model name: no defaults to compare with
+        defaults = {}
+    keys = sorted({k for c in configs for k in c if len({repr(x.get(k)) for x in configs}) > 1})
+    labels = []
+    for cfg in configs:
+        parts = [f"{k}={cfg.get(k)}" for k in keys if k not in defaults or cfg.get(k) != defaults[k]]
+        labels.append(f"{model} ({', '.join(parts)})" if parts else model)
+    return labels
+
+
 def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
     """Expand checkpoint paths/globs into a table ``path, run, model, seed, method`` (one row per checkpoint).
 
     ``seed`` is the training seed (``train_config.seed``). ``method`` is the model name, unless one model name
     comes from differently named run folders (ignoring ``seed=…`` parts, as in batch runs
-    ``tune__model=mplmm__seed=0``): then it is ``"<model> (<folder label>)"`` so those runs are not pooled.
+    ``tune__model=mplmm__seed=0``). Then, when those checkpoints differ in their model configuration (e.g. an
+    ablation), it is ``"<model> (key=value, ...)"`` naming the keys set away from the default (the plain model name
+    for the one that keeps the defaults); otherwise ``"<model> (<folder label>)"``, so those runs are not pooled.
     """
     import glob
 
@@ -179,14 +198,24 @@ def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
         if not hits:
             raise CheckpointError(f"{pat}: no checkpoint matches this pattern")
         paths += [Path(h) for h in hits if Path(h) not in paths]
-    rows = []
+    rows, configs = [], []
     for path in paths:
         ckpt = read_checkpoint(path)
         folder = path.resolve().parent.name
         label = _SEED_PART.sub("", folder).strip("_") or folder
         rows.append({"path": str(path), "run": folder, "model": ckpt["model_name"],
                      "seed": int((ckpt.get("train_config") or {}).get("seed", 0)), "label": label})
+        configs.append(dict(ckpt.get("model_config") or {}))
     table = pd.DataFrame(rows, columns=["path", "run", "model", "seed", "label"])
-    ambiguous = table.groupby("model")["label"].transform("nunique") > 1
-    table["method"] = table["model"].where(~ambiguous, table["model"] + " (" + table["label"] + ")")
+    table["method"] = table["model"]
+    for model, rows_of in table.groupby("model").groups.items():
+        idx = list(rows_of)
+        if table.loc[idx, "label"].nunique() < 2:
+            continue
+        by_config = _config_labels(str(model), [configs[i] for i in idx])
+        folder_of = dict(zip(table.loc[idx, "label"], by_config))
+        # config labels only when they tell the folders apart exactly (one label per folder, one folder per label)
+        same = len(set(folder_of.values())) == len(folder_of) and all(
+            folder_of[f] == c for f, c in zip(table.loc[idx, "label"], by_config))
+        table.loc[idx, "method"] = by_config if same else [f"{model} ({lab})" for lab in table.loc[idx, "label"]]
     return table.drop(columns="label")

@@ -112,8 +112,11 @@ FUSER_NAME = {("l", ("a",)): "l_ap", ("l", ("v",)): "l_vp", ("l", ("a", "v")): "
 
 
 def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
-    """MPLMM forward written as the released code does it: a Python loop over samples."""
+    """MPLMM forward written as the released code does it: a Python loop over samples. The ablation switches
+    (``generative_prompts``, ``signal_prompts``, ``type_prompts`` in ``model.config``) drop their term."""
     bb, d = model.backbone, model.d
+    use_gen, use_signal, use_type = (model.config.get(k, True) for k in
+                                     ("generative_prompts", "signal_prompts", "type_prompts"))
     gp = {"l": 0, "a": 1, "v": 2}
     raw_all = {"l": text, "a": audio, "v": vision}
     feats = {m: [] for m in "lav"}
@@ -124,17 +127,20 @@ def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
         for t in "lav":
             if t in GEN_TABLE[mode]:
                 srcs = GEN_TABLE[mode][t]
-                parts = [model.generative_prompt[gp[t]]]
+                parts = [model.generative_prompt[gp[t]]] if use_gen else []
                 parts += [F.gelu(model.mappers[f"{src}2{t}"].conv(raw[src].unsqueeze(0))[0]) for src in srcs]
-                cat = torch.cat(parts, dim=1)  # (d, P + ΣL)
+                cat = torch.cat(parts, dim=1)  # (d, P + ΣL) or (d, ΣL) without generative prompts
                 fuser = model.fusers[FUSER_NAME[(t, tuple(srcs))]]
                 gen = F.gelu(fuser.conv(cat.T.unsqueeze(0))[0]).T  # (d, L_t)
                 if model.config["gen_projection"] == "conv":
                     gen = model.gen_proj[t](gen.unsqueeze(0))[0]
-                feats[t].append(gen + model.prompt_m[t])
+                feats[t].append(gen + model.prompt_m[t] if use_signal else gen)
             else:
                 proj = getattr(bb, f"proj_{t}")
-                feats[t].append(proj(raw[t].unsqueeze(0))[0] + model.prompt_nm[t])
+                x = proj(raw[t].unsqueeze(0))[0]
+                feats[t].append(x + model.prompt_nm[t] if use_signal else x)
+        if not use_type:
+            continue
         # missing-type prompts: M_P for this sample's mode, then T = P_MT @ M_P
         mp = torch.zeros(d, 2 * d)
         for i, m in enumerate("lav"):
@@ -143,5 +149,5 @@ def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
         for i in range(3):
             tokens[i].append(model.missing_type_prompt[i] @ mp)
     x = [torch.stack(feats[m]).transpose(1, 2) for m in "lav"]
-    extra = [torch.stack(t) for t in tokens]
+    extra = [torch.stack(t) for t in tokens] if use_type else None
     return naive_head(bb, naive_mult_encode(bb, *x, extra=extra))

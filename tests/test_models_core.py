@@ -129,6 +129,53 @@ def test_mplmm_vectorised_equals_per_sample_loop(gen_projection, generation):
     assert (fast - slow).abs().max() < TOL
 
 
+ABLATIONS = [{"generative_prompts": False}, {"signal_prompts": False}, {"type_prompts": False},
+             {"signal_prompts": False, "type_prompts": False},
+             {"generative_prompts": False, "signal_prompts": False, "type_prompts": False}]
+
+
+@pytest.mark.parametrize("switches", ABLATIONS, ids=lambda s: "-".join(f"no_{k.split('_')[0]}" for k in s))
+def test_mplmm_ablations_equal_per_sample_loop(switches, generation):
+    """Each ablation switch removes exactly its prompts: the vectorised model equals the naive loop without them,
+    the removed parameters do not exist, and the output still changes with the mode."""
+    torch.manual_seed(4)
+    dims, seqs = (7, 5, 4), (4, 9, 6)
+    m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
+                     prompt_length=3, **switches).eval()
+    names = {n for n, _ in m.named_parameters()}
+    assert ("generative_prompt" in names) == switches.get("generative_prompts", True)
+    assert any(n.startswith("missing_type_prompt") for n in names) == switches.get("type_prompts", True)
+    has_signal = switches.get("signal_prompts", True) or switches.get("type_prompts", True)
+    assert any(n.startswith("prompt_m.") for n in names) == has_signal
+    fuser_in = m.fusers["l_avp"].conv.in_channels
+    assert fuser_in == seqs[1] + seqs[2] + (3 if switches.get("generative_prompts", True) else 0)
+    modes = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3, 0, 6, 5])
+    x = _inputs(len(modes), dims, seqs)
+    with torch.no_grad():
+        fast = m(*x, modes)
+        slow = naive_mplmm(m, *x, modes)
+    assert (fast - slow).abs().max() < TOL
+    full = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
+                        prompt_length=3).eval()
+    fewer = full.parameter_counts()["total"] - m.parameter_counts()["total"]
+    assert fewer == 0 if switches == {"signal_prompts": False} else fewer > 0  # no_signal keeps the M_P factors
+    assert (m(*x, modes) - m(*x, torch.full_like(modes, 6))).abs().max() > 1e-6  # the mode still matters
+
+
+def test_mplmm_ablation_keys_are_validated():
+    from mplmm.errors import ConfigError
+    from mplmm.models.base import validate_model_config
+
+    validate_model_config("mplmm", {"type_prompts": False, "prompt_length": 8})
+    with pytest.raises(ConfigError, match="type_prompts"):
+        validate_model_config("mplmm", {"type_prompts": "no"})
+    with pytest.raises(ConfigError, match="signal_prompts"):
+        validate_model_config("mplmm", {"signal_prompt": False})  # a typo: the closest key is named
+    m = create_model("mplmm", dims=(4, 4, 4), seq_lens=(2, 2, 2), d=8, num_heads=2, layers=1, type_prompts=False)
+    with pytest.raises(ConfigError, match="type_prompts=false"):
+        m.missing_type_tokens(torch.zeros(1, dtype=torch.long))
+
+
 def test_mplmm_batch_invariance_and_missing_not_read(generation):
     torch.manual_seed(3)
     dims, seqs = (6, 5, 4), (5, 6, 7)

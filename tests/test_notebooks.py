@@ -257,6 +257,28 @@ def test_find_checkpoints_groups_methods(tmp_path):
         find_checkpoints(str(tmp_path / "nothing*" / "best.pt"))
 
 
+def test_find_checkpoints_names_ablations_by_their_config(tmp_path):
+    """Runs of one model that differ in model keys (an ablation grid) are named by the keys they change."""
+    from mplmm.checkpoint import save_checkpoint
+    from mplmm.models import create_model
+
+    shape = dict(dims=(4, 3, 2), seq_lens=(2, 2, 2), output_dim=1, d=4, num_heads=2, layers=1)
+    variants = {"abl__model_config-full": {}, "abl__model_config-nogen": {"generative_prompts": False},
+                "abl__model_config-p4": {"prompt_length": 4}}
+    for folder, switches in variants.items():
+        for seed in (0, 1):
+            save_checkpoint(tmp_path / f"{folder}__seed={seed}" / "best.pt", create_model("mplmm", **shape, **switches),
+                            train_config={"seed": seed})
+    table = find_checkpoints(str(tmp_path / "abl__*" / "best.pt"))
+    assert sorted(set(table["method"])) == ["mplmm", "mplmm (generative_prompts=False)", "mplmm (prompt_length=4)"]
+    assert table.groupby("method")["seed"].apply(sorted).tolist() == [[0, 1]] * 3
+    # same configuration in two differently named folders: told apart by folder, never pooled
+    save_checkpoint(tmp_path / "other" / "best.pt", create_model("mplmm", **shape), train_config={"seed": 0})
+    both = find_checkpoints([str(tmp_path / "abl__model_config-full__seed=0" / "best.pt"),
+                             str(tmp_path / "other" / "best.pt")])
+    assert both["method"].tolist() == ["mplmm (abl__model_config-full)", "mplmm (other)"]
+
+
 @pytest.mark.notebook
 def test_run_whose_kernel_dies_once_is_run_again(tmp_path, kernel):
     """A real kernel death (os._exit on the first attempt) is retried once; the second attempt succeeds."""

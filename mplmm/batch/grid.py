@@ -79,6 +79,8 @@ def _err(where: str, msg: str) -> GridError:
 
 def _safe(value: Any, limit: int = 40) -> str:
     """A folder-name-safe rendering of a grid value (long or odd values get a short hash)."""
+    if isinstance(value, dict) and not value:
+        return "default"  # e.g. model_config: {} beside ablated variants
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
     safe = re.sub(r"_{2,}", "_", re.sub(r"[^A-Za-z0-9._+-]+", "-", text)).strip("-_") or "x"
     if len(safe) > limit or (safe != text and not isinstance(value, (int, float))):

@@ -18,6 +18,17 @@ Fixes over the released code (see README "Fixes to the reference"):
 * ``gen_projection="conv"`` (default) passes generated modalities through a learnable 1×1 Conv1d(d → d), as the
   paper's figure draws; ``"bypass"`` reproduces the released code (generated features skip any projection).
 * No Python loop over samples: each of the nine fusers runs once on the samples that need it.
+
+Ablation switches (the paper's ablations; all true = the full model):
+
+* ``generative_prompts=False`` — no generative prompt ``GP_t``: the fusers see only the mapped sources
+  (``ΣL_s`` input channels instead of ``P + ΣL_s``);
+* ``signal_prompts=False`` — the missing-signal / non-missing-signal prompts are no longer added to the inputs
+  (generated and projected features go to the backbone as they are). While ``type_prompts`` is on, the same
+  parameters still form ``M_P = Σ_x P_x m_x`` (as factors only), so the missing-type prompts stay mode-aware;
+* ``type_prompts=False`` — no missing-type prompts (no ``P_MT``, no ``m_x``): nothing is appended to the memory
+  transformers and the readout is their last time step, as in MulT;
+* ``prompt_length`` — ``P``, the number of generative and missing-type prompt tokens.
 """
 from __future__ import annotations
 
@@ -95,6 +106,7 @@ class MPLMM(MissingModalityModel):
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, prompt_length: int = 16,
                  prompt_init: str = "lora", gen_projection: str = "conv", frozen_dropout: bool = False,
+                 generative_prompts: bool = True, signal_prompts: bool = True, type_prompts: bool = True,
                  **cfg) -> None:
         bb = backbone_config(cfg)
         if prompt_init not in ("lora", "zeros"):
@@ -103,33 +115,41 @@ class MPLMM(MissingModalityModel):
             raise ConfigError(f"model key 'gen_projection': expected 'conv' or 'bypass', got {gen_projection!r}")
         super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
                          prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection,
-                         frozen_dropout=frozen_dropout, **bb)
+                         frozen_dropout=frozen_dropout, generative_prompts=generative_prompts,
+                         signal_prompts=signal_prompts, type_prompts=type_prompts, **bb)
         d, P = bb["d"], prompt_length
         self.d, self.P = d, P
+        self.use_gen, self.use_signal, self.use_type = generative_prompts, signal_prompts, type_prompts
+        gen_len = P if generative_prompts else 0  # generative prompt tokens ahead of the sources in a fuser
         self.seq = dict(zip(MODS, (int(t) for t in seq_lens)))
         dim = dict(zip(MODS, (int(x) for x in dims)))
         self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
         # generative prompts (3, d, P), mappers and fusers
-        self.generative_prompt = nn.Parameter(torch.zeros(3, d, P))
+        if generative_prompts:
+            self.generative_prompt = nn.Parameter(torch.zeros(3, d, P))
         self.mappers = nn.ModuleDict({f"{s}2{t}": MLPLayer(dim[s], d) for t in MODS for s in MODS if s != t})
         self.fusers = nn.ModuleDict()
         for t, combos in FUSER_SOURCES.items():
             for src in combos:
-                self.fusers[f"{t}_{src}p"] = MLPLayer(P + sum(self.seq[s] for s in src), self.seq[t])
+                self.fusers[f"{t}_{src}p"] = MLPLayer(gen_len + sum(self.seq[s] for s in src), self.seq[t])
         if gen_projection == "conv":
             self.gen_proj = nn.ModuleDict({m: nn.Conv1d(d, d, kernel_size=1, bias=False) for m in MODS})
         # missing-signal / non-missing-signal prompts (d, L_x), missing-type prompts and M_P factors
-        self.prompt_m = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
-        self.prompt_nm = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
-        self.missing_type_prompt = nn.Parameter(torch.zeros(3, P, d))
-        self.m = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.seq[m], 2 * d)) for m in MODS})
+        if signal_prompts or type_prompts:
+            self.prompt_m = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
+            self.prompt_nm = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, self.seq[m])) for m in MODS})
+        if type_prompts:
+            self.missing_type_prompt = nn.Parameter(torch.zeros(3, P, d))
+            self.m = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.seq[m], 2 * d)) for m in MODS})
         if prompt_init == "lora":
             with torch.no_grad():
-                for m in MODS:
+                for m in MODS if (signal_prompts or type_prompts) else ():
                     self.prompt_m[m].normal_(0, 0.02)
                     self.prompt_nm[m].normal_(0, 0.02)
-                    self.m[m].normal_(0, 1 / math.sqrt(self.seq[m]))
-                self.missing_type_prompt.normal_(0, 1 / math.sqrt(d))
+                if type_prompts:
+                    for m in MODS:
+                        self.m[m].normal_(0, 1 / math.sqrt(self.seq[m]))
+                    self.missing_type_prompt.normal_(0, 1 / math.sqrt(d))
         present = torch.tensor(PRESENT_ROWS, dtype=torch.bool)  # (7, 3)
         self.register_buffer("present_table", present, persistent=False)
         self.register_buffer("combo_index", torch.tensor(_COMBO_INDEX), persistent=False)  # (3, 7)
@@ -158,6 +178,8 @@ class MPLMM(MissingModalityModel):
 
     def missing_type_tokens(self, modes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per branch l, a, v: the ``P`` appended tokens ``(B, P, 2d)``."""
+        if not self.use_type:
+            raise ConfigError("this mplmm has no missing-type prompts (model key type_prompts=false)")
         per_mode = torch.einsum("jpd,kde->kjpe", self.missing_type_prompt, self.mode_matrices())  # (7, 3, P, 2d)
         tokens = per_mode[modes]  # (B, 3, P, 2d)
         return tokens[:, 0], tokens[:, 1], tokens[:, 2]
@@ -176,7 +198,9 @@ class MPLMM(MissingModalityModel):
         out = {}
         for i, t in enumerate(MODS):
             proj = getattr(self.backbone, f"proj_{t}")
-            x = conv1x1_time_last(proj, raw[t]) + self.prompt_nm[t].T  # (B, L_t, d)
+            x = conv1x1_time_last(proj, raw[t])  # (B, L_t, d)
+            if self.use_signal:
+                x = x + self.prompt_nm[t].T
             if masked:
                 out[t] = self._generate_masked(t, raw, self.combo_index[i][modes], x)
                 continue
@@ -188,12 +212,14 @@ class MPLMM(MissingModalityModel):
 
     def _fuse(self, t: str, combo: str, mapped: list[torch.Tensor]) -> torch.Tensor:
         """Generated features ``(n, L_t, d)`` of ``t`` from the mapped sources of ``combo`` ``[(n, L_s, d), ...]``."""
-        prompt = self.generative_prompt[_IDX[t]].T.unsqueeze(0).expand(mapped[0].shape[0], self.P, self.d)
-        seq = torch.cat([prompt, *mapped], dim=1)  # (n, P + ΣL_s, d): time steps are the fuser's input channels
+        if self.use_gen:
+            prompt = self.generative_prompt[_IDX[t]].T.unsqueeze(0).expand(mapped[0].shape[0], self.P, self.d)
+            mapped = [prompt, *mapped]
+        seq = torch.cat(mapped, dim=1)  # (n, P + ΣL_s, d): time steps are the fuser's input channels
         fused = self.fusers[f"{t}_{combo}p"](seq)  # (n, L_t, d)
         if self.config["gen_projection"] == "conv":
             fused = conv1x1_time_last(self.gen_proj[t], fused)
-        return fused + self.prompt_m[t].T
+        return fused + self.prompt_m[t].T if self.use_signal else fused
 
     def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Generated features ``(len(idx), L_t, d)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
@@ -219,7 +245,7 @@ class MPLMM(MissingModalityModel):
 
     def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):
         xl, xa, xv = self.complete_inputs(text, audio, vision, modes, frame_masks)
-        tokens = self.missing_type_tokens(modes)
+        tokens = self.missing_type_tokens(modes) if self.use_type else None
         enc = self.backbone.encode(xl, xa, xv, extra_tokens=tokens, need_weights=need_weights)
         if need_weights:
             h, attn = enc
