@@ -81,6 +81,7 @@ class TrainConfig:
     pretrained: Optional[str] = None
     select_metric: str = "loss"  # "loss" (valid loss, as the reference) or a metric name
     progress: bool = True
+    evaluate_test: bool = True  # false (tuning): the test split is never evaluated; metrics["test"] stays empty
 
     def validate(self) -> "TrainConfig":
         """Check every field (one-line :class:`~mplmm.errors.ConfigError` naming it); returns ``self``."""
@@ -101,7 +102,7 @@ class TrainConfig:
         check_number("train_rate", self.train_rate, minimum=0, maximum=1)
         if self.test_rate is not None:
             check_number("test_rate", self.test_rate, minimum=0, maximum=1)
-        for flag in ("amp", "tf32", "deterministic", "progress"):
+        for flag in ("amp", "tf32", "deterministic", "progress", "evaluate_test"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag}: expected true or false, got {getattr(self, flag)!r}")
         check_number("seed", self.seed, integer=True)
@@ -375,7 +376,9 @@ def _finish(run: _Run, stopped: bool) -> TrainResult:
         model.load_state_dict(run.best_state)
     hist = pd.DataFrame(run.history)
     best_epoch = int(hist.loc[hist["best"], "epoch"].iloc[-1]) if len(hist) else 0
-    final = {s: evaluate_split(model, run.ds, run.data[s], masks[s], amp=run.cfg.amp) for s in ("valid", "test")}
+    splits = ("valid", "test") if run.cfg.evaluate_test else ("valid",)
+    final = {s: evaluate_split(model, run.ds, run.data[s], masks[s], amp=run.cfg.amp) for s in splits}
+    final.setdefault("test", {})  # not evaluated (tuning): nothing of the test split was read
     result = _metrics(run, hist, best_epoch, stopped, final)
     if run.out is not None:
         save_checkpoint(run.out / "best.pt", model, train_config=run.config_dict, epoch=best_epoch,

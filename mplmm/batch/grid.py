@@ -15,14 +15,14 @@ import yaml
 from ..errors import UserError
 
 GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm", "reference", "report"}
-STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout"}
+STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout", "tune", "best_config"}
 #: the grid's ``report:`` block: accepted keys (all booleans, default false)
 REPORT_KEYS = {"no_input": "hide code cells and prompts in the HTML reports",
                "standalone": "every report and the index embed plotly.js instead of loading the shared copy"}
 DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run instead of blocking the batch
 INJECTED = "output_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding mplmm/ (has notebooks/ when editable)
-_REF = re.compile(r"\{([A-Za-z_][\w-]*)(?:\[([^\]{}]*)\])?\}")
+_REF = re.compile(r"\{([A-Za-z_][\w-]*)(?:\[([^\]{}]*)\])?(\.best)?\}")
 
 
 class GridError(UserError):
@@ -42,6 +42,9 @@ class Stage:
     grid: dict
     timeout: Optional[float]
     accepted: dict  # papermill.inspect_notebook(notebook)
+    explicit: frozenset = frozenset()  # keys of the stage's own params (not from defaults)
+    tune: Any = None  # a tuning stage's validated spec (mplmm.batch.tune.TuneSpec)
+    best_config: Optional[str] = None  # "{stage[selector].best}": runs take that study's tuned values
 
 
 @dataclass
@@ -51,10 +54,18 @@ class Run:
     point: dict  # this run's grid values
     folder: Path
     params: dict = field(default_factory=dict)  # resolved parameters (after references), set when it runs
+    trial: Optional[int] = None  # a tuning stage's trial index (0 .. trials-1) within its grid point
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+
+@dataclass
+class _BestOf:
+    """A resolved ``.best`` reference: stands in for a run (only its folder is used)."""
+
+    folder: Path
 
 
 @dataclass
@@ -201,7 +212,14 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
             timeout = float(timeout) if timeout else None
         except (TypeError, ValueError):
             raise _err(swhere, f"timeout must be seconds per cell, got {timeout!r}") from None
-        stages.append(Stage(sname, nb, merged, sgrid, timeout, accepted))
+        stage = Stage(sname, nb, merged, sgrid, timeout, accepted, frozenset(params))
+        if st.get("tune") is not None:
+            from .tune import parse_tune
+
+            stage.tune = parse_tune(st["tune"], stage, swhere)
+        if st.get("best_config") is not None:
+            stage.best_config = _check_best_config(st["best_config"], swhere)
+        stages.append(stage)
 
     for key in defaults:
         if not any(key in s.accepted for s in stages):
@@ -217,7 +235,11 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
             if fname in seen:
                 fname = f"{fname}__{k}"
             seen.add(fname)
-            stage_runs.append(Run(stage, k, point, out_root / fname))
+            if stage.tune is None:
+                stage_runs.append(Run(stage, len(stage_runs), point, out_root / fname))
+                continue
+            for trial in range(stage.tune.trials):  # a tuning stage: `trials` runs per grid point
+                stage_runs.append(Run(stage, len(stage_runs), point, out_root / f"{fname}__trial={trial}", trial=trial))
         runs[stage.name] = stage_runs
     from ..executors import check_slurm
 
@@ -227,6 +249,15 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
         resolve_params(g, run, status=None)
         _check_model_config(g, run)
     return g
+
+
+def _check_best_config(value: Any, where: str) -> str:
+    """A stage's ``best_config``: exactly one ``{stage[selector].best}`` reference."""
+    m = _REF.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None or not m.group(3):
+        raise _err(where, f"best_config must be one reference like \"{{tune.best}}\" or \"{{tune[model=mplmm].best}}\", "
+                          f"got {value!r}")
+    return value.strip()
 
 
 def _check_reference(value: Any, where: str) -> Optional[str]:
@@ -283,6 +314,11 @@ def _check_model_config(g: Grid, run: Run) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- references
+def _keys(run: Run) -> dict:
+    """What a selector can match: the run's grid values, and ``trial`` for a tuning stage's runs."""
+    return run.point if run.trial is None else {**run.point, "trial": run.trial}
+
+
 def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list[Run]:
     where = f"{g.path}: stage '{run.stage.name}'"
     order = [s.name for s in g.stages]
@@ -305,11 +341,68 @@ def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list
             raise _err(where, f"reference {{{stage_name}[{selector}]}}: use an index or key=value[,key=value]")
         k, v = (x.strip() for x in part.split("=", 1))
         wanted[k] = v
-    hits = [t for t in targets if all(k in t.point and str(t.point[k]) == v for k, v in wanted.items())]
-    if len(hits) != 1:
+    hits = [t for t in targets if all(k in _keys(t) and str(_keys(t)[k]) == v for k, v in wanted.items())]
+    if len(hits) != 1 and not (hits and hits[0].stage.tune is not None):  # a study's trials may be several
         raise _err(where, f"reference {{{stage_name}[{selector}]}} matches {len(hits)} runs of '{stage_name}' "
                           f"(grid points: {[t.point for t in targets]})")
     return hits
+
+
+def _studies(g: Grid, run: Run, m: "re.Match", match_point: bool = False) -> list[list[Run]]:
+    """The studies (trial runs grouped by grid point) a ``{stage[selector].best}`` reference names; with
+    ``match_point`` and no selector, the one whose grid point agrees with ``run``'s on the keys they share."""
+    from .tune import studies_of
+
+    where = f"{g.path}: stage '{run.stage.name}'"
+    targets = _select(g, run, m.group(1), m.group(2))
+    stage = targets[0].stage
+    if stage.tune is None:
+        raise _err(where, f"{m.group(0)}: stage '{stage.name}' is not a tuning stage (it has no 'tune:' block)")
+    names = {t.name for t in targets}
+    groups = [grp for grp in studies_of(g, stage) if names & {r.name for r in grp}]
+    if match_point and m.group(2) is None:
+        mine = {**run.stage.params, **run.point}
+        groups = [grp for grp in groups
+                  if all(str(v) == str(mine[k]) for k, v in grp[0].point.items() if k in mine)]
+        if len(groups) != 1:
+            raise _err(where, f"best_config {m.group(0)}: run {run.name} matches {len(groups)} studies of "
+                              f"'{stage.name}' on the grid keys they share; name one, e.g. "
+                              f"{{{stage.name}[model=...].best}}")
+    return groups
+
+
+def _best_folder(g: Grid, study: list[Run], status: Optional[dict]) -> Path:
+    """The folder of a study's best trial run (the first trial's folder in a dry resolution)."""
+    if status is None:
+        return study[0].folder
+    from .tune import best_run
+
+    return best_run(g, study[0]).folder
+
+
+def best_config_values(g: Grid, run: Run, status: Optional[dict]) -> dict:
+    """The tuned values ``run`` takes from its stage's ``best_config`` study (``{}`` in a dry resolution)."""
+    m = _REF.fullmatch(run.stage.best_config)
+    study = _studies(g, run, m, match_point=True)
+    if len(study) != 1:
+        raise _err(f"{g.path}: stage '{run.stage.name}'", f"best_config {m.group(0)} names {len(study)} studies; "
+                                                          "pick one with a selector")
+    spec = study[0][0].stage.tune
+    from .tune import _model_of
+
+    searched = spec.space_for(_model_of(study[0][0]))
+    clash = [n for n in searched if (n in run.stage.explicit or n in run.stage.grid) and not n.startswith("model_")]
+    cfg = (run.stage.params.get("model_config") or {}) if isinstance(run.stage.params.get("model_config"), dict) \
+        else {}
+    clash += [n for n in searched if n.startswith("model_config.") and n.split(".", 1)[1] in cfg]
+    if clash:
+        raise _err(f"{g.path}: stage '{run.stage.name}'", f"{clash} come from best_config {m.group(0)}; remove them "
+                                                          "from this stage's params/grid")
+    if status is None:
+        return {}
+    from .tune import best_values
+
+    return best_values(g, study[0][0])
 
 
 def rel_path(g: Grid, path: Path) -> str:
@@ -327,6 +420,14 @@ def _resolve_string(g: Grid, run: Run, text: str, status: Optional[dict], expand
         return [text]
     choices = []
     for m in refs:
+        if m.group(3):  # {stage[selector].best}: the folder of each named study's best trial
+            studies = _studies(g, run, m)
+            if len(studies) > 1 and not expand:
+                raise _err(f"{g.path}: stage '{run.stage.name}'",
+                           f"{m.group(0)} names {len(studies)} studies; pick one with a selector, or use it inside a "
+                           "list parameter")
+            choices.append([_BestOf(_best_folder(g, st, status)) for st in studies])
+            continue
         targets = _select(g, run, m.group(1), m.group(2))
         if len(targets) > 1 and not expand:
             raise _err(f"{g.path}: stage '{run.stage.name}'",
@@ -368,6 +469,12 @@ def resolve_params(g: Grid, run: Run, status: Optional[dict]) -> dict:
     """The run's parameters with references replaced and ``output_dir`` injected (``status=None``: dry run)."""
     params = {**run.stage.params, **run.point}
     resolved = {k: _resolve_value(g, run, v, status) for k, v in params.items()}
+    if run.stage.best_config:
+        from .tune import apply_values
+
+        resolved = apply_values(resolved, best_config_values(g, run, status))
+    if run.stage.tune is not None and "evaluate_test" in run.stage.accepted:
+        resolved["evaluate_test"] = False  # tuning never evaluates the test split
     resolved[INJECTED] = rel_path(g, run.folder)
     return resolved
 

@@ -31,6 +31,78 @@ def _refresh_report(run: Run, no_input: bool, static: Optional[str]) -> None:
     runs.write_status(run.folder, {**prev, **wanted})
 
 
+def _resolve(g: Grid, run: Run, status: dict, counts: dict, bar) -> Optional[dict]:
+    """The run's parameters, or None after recording it as failed because a run it needs failed."""
+    try:
+        return resolve_params(g, run, status)
+    except DependencyError as exc:
+        failed_status(run, {}, exc, g.report["no_input"])
+        status[run.name] = "failed"
+        counts["failed"] += 1
+        bar.update(1)
+        return None
+
+
+def _skip(g: Grid, run: Run, static: Optional[str], status: dict, counts: dict, bar) -> None:
+    _refresh_report(run, g.report["no_input"], static)
+    status[run.name] = "ok"
+    counts["skipped"] += 1
+    bar.update(1)
+
+
+def _job(g: Grid, run: Run, params: dict, kernel: str, static: Optional[str], force: bool) -> dict:
+    """The picklable job of one run (its folder cleared first with ``force``)."""
+    if force and run.folder.is_dir() and g.output_root in run.folder.parents:
+        shutil.rmtree(run.folder)
+    point = run.point if run.trial is None else {**run.point, "trial": run.trial}
+    return {"folder": str(run.folder), "stage": run.stage.name, "notebook": str(run.stage.notebook),
+            "params": params, "point": point, "kernel": kernel, "root": str(g.root),
+            "no_input": g.report["no_input"], "static": static, "timeout": run.stage.timeout}
+
+
+def _record(run: Run, st: dict, status: dict, counts: dict, bar) -> None:
+    status[run.name] = st["status"]
+    counts[st["status"]] = counts.get(st["status"], 0) + 1
+    bar.update(1)
+    if st["status"] != "ok":
+        bar.write(f"FAILED {run.name}: {error_text(st.get('error') or {})}")
+
+
+def _run_tuning(g: Grid, stage, runner, kernel: str, static: Optional[str], status: dict, counts: dict, bar,
+                force: bool) -> None:
+    """Run a tuning stage in waves: wave k runs trial k of every study (grid point) at once, each drawn by its
+    study's seeded sampler from the trials before it, and tells each study its run's validation objective."""
+    from . import tune as T
+
+    groups = T.studies_of(g, stage)
+    if force:
+        T.reset_studies(g, groups)
+    studies = {T.base_name(grp[0]): T.open_study(g, grp[0]) for grp in groups}  # refuses a changed setup
+    for wave in range(stage.tune.trials):
+        items, preps = [], {}
+        for grp in groups:
+            run = grp[wave]
+            params = _resolve(g, run, status, counts, bar)
+            if params is None:
+                continue
+            study = studies[T.base_name(run)]
+            prep = T.prepare_trial(g, study, run)
+            params = T.apply_values(params, prep.values)
+            if not force and is_done(run, params):
+                if prep.state != "COMPLETE":  # finished, but the study was not told (interrupted just then)
+                    T.tell(study, prep, {"status": "ok"})
+                _skip(g, run, static, status, counts, bar)
+                continue
+            items.append((run, _job(g, run, params, kernel, static, force=False)))
+            preps[run.name] = (study, prep)
+        for run, st in runner.run(items):
+            study, prep = preps[run.name]
+            problem = T.tell(study, prep, st)
+            if problem:
+                bar.write(f"TRIAL FAILED {run.name}: {problem}")
+            _record(run, st, status, counts, bar)
+
+
 def run_grid(grid: Union[str, os.PathLike, dict], jobs: Optional[int] = None, force: bool = False,
              no_input: Optional[bool] = None, only: Optional[str] = None, root: Union[str, os.PathLike, None] = None,
              progress: bool = True, gpus: Union[str, Sequence[Union[int, str]], None] = None, jobs_per_gpu: int = 1,
@@ -69,34 +141,20 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: Optional[int] = None, fo
     try:
         for stage in todo_stages:
             bar.set_description(f"{g.name}:{stage.name}")
+            if stage.tune is not None:
+                _run_tuning(g, stage, runner, kernel, static, status, counts, bar, force)
+                continue
             jobs_list: list[tuple[Run, dict]] = []
             for run in g.runs[stage.name]:
-                try:
-                    params = resolve_params(g, run, status)
-                except DependencyError as exc:
-                    failed_status(run, {}, exc, g.report["no_input"])
-                    status[run.name] = "failed"
-                    counts["failed"] += 1
-                    bar.update(1)
+                params = _resolve(g, run, status, counts, bar)
+                if params is None:
                     continue
                 if not force and is_done(run, params):
-                    _refresh_report(run, g.report["no_input"], static)
-                    status[run.name] = "ok"
-                    counts["skipped"] += 1
-                    bar.update(1)
+                    _skip(g, run, static, status, counts, bar)
                     continue
-                if force and run.folder.is_dir() and g.output_root in run.folder.parents:
-                    shutil.rmtree(run.folder)
-                job = {"folder": str(run.folder), "stage": stage.name, "notebook": str(stage.notebook),
-                       "params": params, "point": run.point, "kernel": kernel, "root": str(g.root),
-                       "no_input": g.report["no_input"], "static": static, "timeout": stage.timeout}
-                jobs_list.append((run, job))
+                jobs_list.append((run, _job(g, run, params, kernel, static, force)))
             for run, st in runner.run(jobs_list):
-                status[run.name] = st["status"]
-                counts[st["status"]] = counts.get(st["status"], 0) + 1
-                bar.update(1)
-                if st["status"] != "ok":
-                    bar.write(f"FAILED {run.name}: {error_text(st.get('error') or {})}")
+                _record(run, st, status, counts, bar)
     finally:
         bar.close()
         runner.close()
