@@ -67,6 +67,7 @@ METRICS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "protocol": ((str,), "missing-data protocol of curves (modality, entry, frame)"),
     "rates": ((list,), "test missing rates evaluated"),
     "mask_seeds": ((list,), "seeds of the fixed test masks"),
+    "label": ((str,), "a robustness run's name for its set of checkpoints (e.g. tuned, default); '' for none"),
     "runs": ((list,), "records of the checkpoints evaluated: path, run, model, seed, method"),
     "curves": ((list,), "records: method, seed, rate, mask_seed and one column per metric"),
     "summary": ((list,), "records: method, rate, mean, std, n_seeds of metric"),

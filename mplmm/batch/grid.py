@@ -14,7 +14,8 @@ import yaml
 
 from ..errors import UserError
 
-GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm", "reference", "report"}
+GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm", "reference", "report",
+             "tune"}
 STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout", "tune", "best_config"}
 #: the grid's ``report:`` block: accepted keys (all booleans, default false)
 REPORT_KEYS = {"no_input": "hide code cells and prompts in the HTML reports",
@@ -213,10 +214,13 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
         except (TypeError, ValueError):
             raise _err(swhere, f"timeout must be seconds per cell, got {timeout!r}") from None
         stage = Stage(sname, nb, merged, sgrid, timeout, accepted, frozenset(params))
-        if st.get("tune") is not None:
+        if st.get("tune") is not None:  # merged over the grid's tune: block (the settings every tuning stage shares)
             from .tune import parse_tune
 
-            stage.tune = parse_tune(st["tune"], stage, swhere)
+            shared = spec.get("tune") or {}
+            if not isinstance(shared, dict) or not isinstance(st["tune"], dict):
+                raise _err(swhere, "tune: expected a mapping (the grid's tune: block too)")
+            stage.tune = parse_tune({**shared, **st["tune"]}, stage, swhere)
         if st.get("best_config") is not None:
             stage.best_config = _check_best_config(st["best_config"], swhere)
         stages.append(stage)
