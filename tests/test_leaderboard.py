@@ -147,3 +147,28 @@ def test_index_shows_leaderboard_heatmap_and_comparison(tmp_path):
     assert text.count('<table class="leaderboard">') == 1 and text.count('<table class="comparison">') == 1
     assert 'id="per-mode-heatmap"' in text and text.count("Plotly.newPlot") == 2
     assert "mplmm (reference)" in text and runs.read_grid_record(g.output_root)["reference"] == "mplmm"
+
+
+def test_labels_split_leaderboards_and_compare_tuned_with_default(tmp_path):
+    """Robustness runs with labels (tuned, default) get one leaderboard each, and a paired table tuned − default
+    per method and training seed."""
+    out = tmp_path / "out"
+    default = _metrics()
+    tuned = _metrics(methods=("mplmm", "comp"))
+    for rec in tuned["curves"]:  # tuned mplmm: +0.01 at every rate and seed; comp unchanged
+        rec["Acc"] += 0.01 if rec["method"] == "mplmm" else 0.0
+    for name, met, label in (("rob_default", default, "default"), ("rob_tuned", tuned, "tuned")):
+        runs.write_metrics(out / name, {**met, "label": label})
+        runs.write_status(out / name, {"status": "ok"})
+    groups = L.folder_groups(out)
+    assert [g.title for g in groups] == ["synthetic · modality protocol · Acc · default",
+                                         "synthetic · modality protocol · Acc · tuned"]
+    assert [(a.label, b.label) for a, b in L.label_pairs(groups)] == [("default", "tuned")]
+    text = L.markdown_for(out, reference="mplmm", rates=[0.0, 1.0])
+    assert "### synthetic · Acc · tuned vs default" in text
+    pairs = text.split("### synthetic · Acc · tuned vs default")[1]
+    assert "| mplmm | 3 | 0.811 ± 0.010 | 0.821 ± 0.010 | +0.010 [+0.010, +0.010] |" in pairs
+    assert "| comp | 1 | 0.701 | 0.701 | +0.000 |" in pairs and "mult_zero" not in pairs  # only methods in both
+    assert text.count("| mplmm (reference) | 3 |") == 2  # each label keeps its own leaderboard
+    index_groups = [g for g in groups if g.label == "tuned"][0]
+    assert sorted(index_groups.curves["method"].unique()) == ["comp", "mplmm"]

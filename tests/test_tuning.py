@@ -188,6 +188,11 @@ def test_equal_trials_validation_objective_and_best_config(tmp_path, fake):
     assert retrain["model_config"] == {"hidden": best.params["model_config.hidden"]} and retrain["seed"] == 1
     assert "evaluate_test" not in retrain  # only trials skip the test split
     assert calls["use"]["src"] == str(out / best.user_attrs["run"])
+    index = (out / "index.html").read_text()  # history and importance per study, the chosen values, trials used
+    assert "<h2>Tuning</h2>" in index
+    assert all(f'id="tuning-tune-{i}-{kind}"' in index for i in (0, 1) for kind in ("history", "importance"))
+    assert "model_config.hidden=" in index and "4 trials per study" in index
+    assert "cdn.plot.ly" not in index and "_static/plotly.min.js" in index  # offline: the shared plotly.js
     # re-running skips everything: no new trials, no runs
     fake["runs"].calls.clear()
     run_grid(_grid(tmp_path, tune, later), root=ROOT, progress=False)

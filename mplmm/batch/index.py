@@ -15,7 +15,7 @@ import pandas as pd
 from .. import runs
 from .execute import error_text
 from .grid import INJECTED, Grid, rel_path
-from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, to_html
+from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, label_html, label_pairs, to_html
 from .report import plotlyjs_tag, shared_static
 
 
@@ -37,6 +37,12 @@ def key_metrics(metrics: dict, exclude: Iterable[str] = ()) -> dict[str, float]:
         for k in [prim, "MAE", "Acc", "F1"]:
             if k in test and _is_number(test[k]):
                 out[f"test.{k}"] = float(test[k])
+    valid = metrics.get("valid")
+    if not out and isinstance(valid, dict) and not test:  # a tuning trial: the test split was never evaluated
+        prim = metrics.get("primary_metric")
+        for k in [prim, "MAE"]:
+            if k in valid and _is_number(valid[k]):
+                out[f"valid.{k}"] = float(valid[k])
     for rec in metrics.get("auc_summary") or []:
         if isinstance(rec, dict) and _is_number(rec.get("auc_mean")):
             out[f"AUC {rec.get('method')}"] = float(rec["auc_mean"])
@@ -110,6 +116,45 @@ def robustness_html(g: Grid) -> str:
             fig = per_mode_heatmap(group.per_mode, group.metric,
                                    title=f"{group.metric} per missing mode (mean over training seeds)")
             parts.append(_figure_html(fig, "per-mode-heatmap" + suffix, fig.layout.height or 300))
+    for base, other in label_pairs(groups):  # e.g. tuned vs default configurations of the same methods
+        parts += [f"<h3>{html.escape(base.dataset)} · {html.escape(base.metric)} · {html.escape(other.label)} vs "
+                  f"{html.escape(base.label)}</h3>",
+                  label_html(build_leaderboard(base, g.reference), build_leaderboard(other, g.reference))]
+    return "\n".join(parts)
+
+
+def tuning_html(g: Grid) -> str:
+    """The index's tuning section (empty without tuning stages): per tuning stage the table of its studies (trials
+    used, best validation value, chosen configuration), then per study the optimisation history and the parameter
+    importances."""
+    from .tune import load_study, studies_of
+
+    stages = [s for s in g.stages if s.tune is not None]
+    if not stages:
+        return ""
+    from ..tuning import history_figure, importance_figure, study_table
+
+    parts = ["<h2>Tuning</h2>"]
+    for stage in stages:
+        spec = stage.tune
+        studies = [st for st in (load_study(g, grp[0]) for grp in studies_of(g, stage)) if st is not None]
+        parts.append(f"<h3>{html.escape(stage.name)}</h3><p>{spec.trials} trials per study (the same for every grid "
+                     f"point), objective: validation <code>{html.escape(spec.objective)}</code> ({spec.direction}), "
+                     f"sampler {spec.sampler} seeded {spec.seed}; studies in <code>{html.escape(rel_path(g, g.output_root))}"
+                     f"/optuna_journal.log</code> (open one in <code>notebooks/05_tuning.ipynb</code>).</p>")
+        if not studies:
+            parts.append("<p>No study has started yet.</p>")
+            continue
+        table = study_table(studies)
+        table["best_value"] = table["best_value"].map(lambda v: f"{v:.4f}" if v == v else "–")
+        table["best_params"] = table["best_params"].map(_fmt_params)
+        parts.append(table.to_html(index=False, escape=False, classes="leaderboard", border=0))
+        for i, st in enumerate(studies):
+            div = f"tuning-{stage.name}-{i}"
+            parts.append(_figure_html(history_figure(st, spec.objective), f"{div}-history", 360))
+            imp = importance_figure(st, spec.objective)
+            if imp is not None:
+                parts.append(_figure_html(imp, f"{div}-importance", 320))
     return "\n".join(parts)
 
 
@@ -164,8 +209,9 @@ def write_index(g: Grid) -> Path:
             f'<td class="num">{metrics_html}</td><td>{" · ".join(links)}</td></tr>')
     path = g.output_root / runs.INDEX_HTML
     robustness = robustness_html(g)
+    tuning = tuning_html(g)
     head_js = ""
-    if robustness:
+    if robustness or tuning:
         head_js = plotlyjs_tag(path, None if g.report.get("standalone") else shared_static(g.output_root))
     ok = int((frame["status"] == "ok").sum()) if len(frame) else 0
     doc = f"""<!DOCTYPE html>
@@ -179,6 +225,7 @@ def write_index(g: Grid) -> Path:
 <th>key metrics</th><th>files</th></tr></thead><tbody>
 {chr(10).join(rows_html)}
 </tbody></table>
+{tuning}
 {robustness}
 </body></html>
 """

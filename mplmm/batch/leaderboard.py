@@ -33,10 +33,11 @@ class RobustnessGroup:
     curves: pd.DataFrame  # method, seed, rate, mask_seed, <metric>, ...
     per_mode: pd.DataFrame  # method, seed, mode, <metric>, ... (may be empty)
     runs: list[str] = field(default_factory=list)
+    label: str = ""  # the robustness runs' label (notebook 02's `label`, e.g. tuned / default)
 
     @property
     def title(self) -> str:
-        parts = [self.dataset, f"{self.protocol} protocol" if self.protocol else "", self.metric]
+        parts = [self.dataset, f"{self.protocol} protocol" if self.protocol else "", self.metric, self.label]
         return " · ".join(p for p in parts if p)
 
 
@@ -146,16 +147,17 @@ def _pooled(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def collect_groups(found: Iterable[tuple[str, dict]]) -> list[RobustnessGroup]:
-    """Group ``(run name, metrics)`` pairs that have ``curves`` and ``metric`` by (dataset, protocol, metric), in
-    order of appearance. A method name found in several runs of a group is labelled ``"<run>: <method>"``."""
-    pooled: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
+    """Group ``(run name, metrics)`` pairs that have ``curves`` and ``metric`` by (dataset, protocol, metric, label),
+    in order of appearance. A method name found in several runs of a group is labelled ``"<run>: <method>"``."""
+    pooled: dict[tuple[str, str, str, str], list[tuple[str, dict]]] = {}
     for name, met in found:
         if met.get("curves") and isinstance(met.get("metric"), str):
-            key = (_dataset_label(met), str(met.get("protocol") or ""), met["metric"])
+            key = (_dataset_label(met), str(met.get("protocol") or ""), met["metric"], str(met.get("label") or ""))
             pooled.setdefault(key, []).append((name, met))
     return [RobustnessGroup(dataset, protocol, metric, _pooled([_tagged(m["curves"], n) for n, m in members]),
-                            _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members])
-            for (dataset, protocol, metric), members in pooled.items()]
+                            _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members],
+                            label)
+            for (dataset, protocol, metric, label), members in pooled.items()]
 
 
 def folder_groups(path: Union[str, Path]) -> list[RobustnessGroup]:
@@ -337,6 +339,68 @@ def to_html(board: Leaderboard) -> str:
     return out
 
 
+# ------------------------------------------------------------------------------------------- between labels
+BASE_LABEL = "default"  # with several labels, the one the others are compared with (else the first seen)
+
+
+def label_pairs(groups: list[RobustnessGroup]) -> list[tuple[RobustnessGroup, RobustnessGroup]]:
+    """``(base, other)`` for groups that share dataset, protocol and metric but carry different labels (e.g. tuned
+    vs default configurations): base is the ``default`` label when present, else the first label seen."""
+    by_key: dict[tuple[str, str, str], list[RobustnessGroup]] = {}
+    for grp in groups:
+        by_key.setdefault((grp.dataset, grp.protocol, grp.metric), []).append(grp)
+    pairs = []
+    for members in by_key.values():
+        if len({m.label for m in members}) < 2:
+            continue
+        base = next((m for m in members if m.label == BASE_LABEL), members[0])
+        pairs += [(base, m) for m in members if m is not base and m.label != base.label]
+    return pairs
+
+
+def label_comparison_cells(base: Leaderboard, other: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Per method in both boards: the base and the other label's mean ± std of the headline metric at every rate
+    and its AUC, and the paired difference other − base per training seed (mean [95% t-interval])."""
+    cols = other.compared
+    lb, lo = base.group.label or "base", other.group.label or "other"
+    header = ["method", "n"] + [h for c in _header(cols) for h in (f"{lb} {c}", f"{lo} {c}", f"Δ {c}")]
+    rows = []
+    for method in other.methods:
+        if method not in base.methods:
+            continue
+        row, n = [method], 0
+        for col in cols:
+            mine, ref = other.per_method(col, method), base.per_method(col, method)
+            seeds = mine.index.intersection(ref.index)
+            mean, low, high, n = paired_interval(mine[seeds] - ref[seeds])
+            row += [_mean_std(_pair(ref)), _mean_std(_pair(mine)), _difference((mean, low, high))]
+        rows.append([row[0], str(n), *row[1:]])
+    return header, rows
+
+
+def _pair(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna()
+    return (float(values.mean()) if len(values) else math.nan, float(values.std(ddof=1)) if len(values) > 1
+            else math.nan)
+
+
+def label_note(base: Leaderboard, other: Leaderboard) -> str:
+    return (f"{other.group.label} vs {base.group.label}: the same methods under both labels; Δ = "
+            f"{other.group.label} − {base.group.label} per training seed present in both (n seeds), mean [95% "
+            f"t-interval over seeds].")
+
+
+def label_markdown(base: Leaderboard, other: Leaderboard, level: int = 3) -> str:
+    title = f"{base.group.dataset} · {base.group.metric} · {other.group.label} vs {base.group.label}"
+    return "\n\n".join([f"{'#' * level} {title}", label_note(base, other),
+                         _markdown_table(*label_comparison_cells(base, other))]) + "\n"
+
+
+def label_html(base: Leaderboard, other: Leaderboard) -> str:
+    return (f"<p>{html.escape(label_note(base, other))}</p>"
+            + _html_table(*label_comparison_cells(base, other), "comparison"))
+
+
 def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates: Optional[Iterable[float]] = None,
                  metrics: Optional[Iterable[str]] = None) -> str:
     """Every leaderboard of a run folder or a grid's output root as markdown (``python -m mplmm table``); the
@@ -351,4 +415,7 @@ def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates:
                                 "writes) in this folder or the run folders directly under it")
     rates = list(rates) if rates is not None else None
     metrics = list(metrics) if metrics is not None else None
-    return "\n".join(to_markdown(build_leaderboard(g, reference, rates, metrics)) for g in groups)
+    parts = [to_markdown(build_leaderboard(g, reference, rates, metrics)) for g in groups]
+    parts += [label_markdown(build_leaderboard(a, reference, rates), build_leaderboard(b, reference, rates))
+              for a, b in label_pairs(groups)]
+    return "\n".join(parts)

@@ -1,0 +1,226 @@
+"""Looking at tuning studies (Optuna): load them from a grid's journal file, summarise them, draw them; and tune a
+model on your own data in this process.
+
+* :func:`open_journal` / :func:`study_names` / :func:`load_study` — the studies of a journal file (a grid's
+  ``<output_root>/optuna_journal.log``: one study per method of each tuning stage);
+* :func:`study_table` — one row per study: trials complete / failed, best value, best trial's run and values;
+* :func:`trials_frame` — one row per trial (number, state, value, values, run);
+* :func:`history_figure`, :func:`importance_figure`, :func:`slice_figure`, :func:`parallel_figure` — Optuna's
+  plotly figures with our titles (offline: plain ``plotly.graph_objects.Figure``);
+* :func:`tune` — an Optuna study over :func:`mplmm.train.train` on a dataset in memory (validation objective; the
+  test split is never evaluated), for a notebook or a script on your own data. Grids do the same with a ``tune:``
+  stage (:mod:`mplmm.batch.tune`), where every trial is a run folder.
+
+Parameter importances use Optuna's PED-ANOVA evaluator (numpy only; fANOVA would need scikit-learn).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import pandas as pd
+
+from .errors import ConfigError, UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+    import plotly.graph_objects as go
+
+    from .data import MultimodalDataset
+
+PathLike = Union[str, os.PathLike]
+JOURNAL = "optuna_journal.log"
+
+
+class StudyError(UserError):
+    """A journal file or study that is not there (or not readable)."""
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as exc:  # pragma: no cover - optuna is in the [tune] extra, which [all] includes
+        raise UserError("tuning needs optuna: pip install 'mplmm[tune]'") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_journal(path: PathLike):
+    """The Optuna storage of a journal file, or of ``<folder>/optuna_journal.log`` for a grid's output root."""
+    _optuna()
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / JOURNAL
+    if not path.is_file():
+        raise StudyError(f"{path}: no Optuna journal here (a grid with a tune: stage writes "
+                         f"<output_root>/{JOURNAL})")
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def study_names(path: PathLike) -> list[str]:
+    """The names of the studies in a journal file (or a grid's output root), in creation order."""
+    storage = open_journal(path)
+    return [s.study_name for s in _optuna().get_all_study_summaries(storage=storage, include_best_trial=False)]
+
+
+def load_study(path: PathLike, name: Optional[str] = None) -> "optuna.Study":
+    """One study of a journal file; ``name`` may be the full name, its part after ``/`` (the run folder, e.g.
+    ``tune_scratch__model=comp``) or a unique substring (``model=comp``); the only study when omitted."""
+    names = study_names(path)
+    if name is None:
+        if len(names) != 1:
+            raise StudyError(f"{path}: {len(names)} studies; name one of {names}")
+        chosen = names[0]
+    else:
+        hits = [n for n in names if n == name] or [n for n in names if n.split("/", 1)[-1] == name] or \
+            [n for n in names if name in n]
+        if len(hits) != 1:
+            raise StudyError(f"{path}: study {name!r} matches {len(hits)} of {names}")
+        chosen = hits[0]
+    return _optuna().load_study(study_name=chosen, storage=open_journal(path))
+
+
+def short_name(study: "optuna.Study") -> str:
+    """A study's name without the grid prefix (``tune_scratch__model=comp``)."""
+    return study.study_name.split("/", 1)[-1]
+
+
+def trials_frame(study: "optuna.Study") -> pd.DataFrame:
+    """One row per trial: number, state, value, run (the trial's run folder, when it came from a grid) and one
+    column per searched parameter."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "run": t.user_attrs.get("run", ""),
+                     **t.params})
+    return pd.DataFrame(rows)
+
+
+def study_table(studies: list["optuna.Study"]) -> pd.DataFrame:
+    """One row per study: study, direction, trials, complete, failed, best value, best trial, its run and values
+    (``best_params`` as JSON)."""
+    optuna = _optuna()
+    rows = []
+    for st in studies:
+        trials = st.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = st.best_trial if done else None
+        rows.append({"study": short_name(st), "direction": st.direction.name.lower(), "trials": len(trials),
+                     "complete": len(done),
+                     "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
+                     "best_value": best.value if best else math.nan, "best_trial": best.number if best else None,
+                     "best_run": best.user_attrs.get("run", "") if best else "",
+                     "best_params": json.dumps(best.params if best else {}, sort_keys=True)})
+    return pd.DataFrame(rows)
+
+
+def _done(study: "optuna.Study") -> int:
+    optuna = _optuna()
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def history_figure(study: "optuna.Study", objective: str = "objective") -> "go.Figure":
+    """Objective value per trial and the best so far (Optuna's optimisation history)."""
+    fig = _optuna().visualization.plot_optimization_history(study, target_name=objective)
+    fig.update_layout(title=f"{short_name(study)} · {objective} per trial", height=360)
+    return fig
+
+
+def importance_figure(study: "optuna.Study", objective: str = "objective") -> Optional["go.Figure"]:
+    """Parameter importances (PED-ANOVA) — None with fewer than 3 finished trials or nothing that varied."""
+    optuna = _optuna()
+    if _done(study) < 3 or not study.best_trial.params:
+        return None
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    try:
+        # target_quantile 0.5: "good" = the better half of the trials (the default 0.1 needs dozens of trials)
+        fig = optuna.visualization.plot_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator(target_quantile=0.5), target_name=objective)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return None
+    fig.update_layout(title=f"{short_name(study)} · parameter importance (PED-ANOVA)", height=320)
+    return fig
+
+
+def slice_figure(study: "optuna.Study", objective: str = "objective") -> "go.Figure":
+    """Objective value against each parameter (one panel per parameter)."""
+    fig = _optuna().visualization.plot_slice(study, target_name=objective)
+    fig.update_layout(title=f"{short_name(study)} · {objective} against each parameter")
+    return fig
+
+
+def parallel_figure(study: "optuna.Study", objective: str = "objective") -> "go.Figure":
+    """All trials across all parameters (parallel coordinates)."""
+    fig = _optuna().visualization.plot_parallel_coordinate(study, target_name=objective)
+    fig.update_layout(title=f"{short_name(study)} · trials across parameters")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- tuning in process
+def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objective: str = "MAE",
+         direction: Optional[str] = None, seed: int = 0, startup_trials: Optional[int] = None,
+         storage: Optional[PathLike] = None, study_name: str = "tune", **fields: Any) -> "optuna.Study":
+    """Tune ``model`` on ``ds`` in this process: ``trials`` Optuna trials (TPE, trial k seeded ``seed + k``), each a
+    :func:`mplmm.train.train` run with the sampled values and ``evaluate_test=False``, scored by its **validation**
+    ``objective``. ``space`` uses the grid syntax (``{"lr": {"log_uniform": [1e-4, 3e-3]},
+    "model_config.d": {"categorical": [16, 32]}}``); ``fields`` are fixed TrainConfig fields (``epochs``,
+    ``train_rate``, ``model_config``...). ``storage``: a journal file to keep the study in (default: memory)."""
+    optuna = _optuna()
+    from .batch.tune import DIRECTIONS, MODEL_PREFIX, TuneSpec, _dimension, make_sampler
+    from .metrics import metric_direction
+    from .models.base import validate_model_config
+    from .train import TrainConfig, train
+
+    if not isinstance(space, dict) or not space:
+        raise ConfigError("tune: space must be a non-empty mapping of parameter → distribution")
+    dims = {str(k): _dimension(str(k), v, "tune: space") for k, v in space.items()}
+    fixed_cfg = dict(fields.pop("model_config", {}) or {})
+    known = set(TrainConfig.__dataclass_fields__) - {"model", "model_config", "evaluate_test"}
+    for name, dim in dims.items():
+        if dim.model_key is not None:
+            for value in dim.samples():
+                validate_model_config(model, {dim.model_key: value})
+        elif name not in known:
+            raise ConfigError(f"tune: space: {name!r} is not a TrainConfig field or {MODEL_PREFIX}<model key>")
+    if direction is None:
+        direction = "minimize" if objective == "loss" or metric_direction(objective) == "lower" else "maximize"
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"tune: direction must be maximize or minimize, got {direction!r}")
+    spec = TuneSpec(trials, objective, DIRECTIONS[direction], "tpe", seed,
+                    startup_trials or max(2, trials // 3), dims)
+    store = open_journal_for_writing(storage) if storage else None
+    study = optuna.create_study(study_name=study_name, storage=store, direction=spec.direction, load_if_exists=True)
+    fields = {"progress": False, **fields}
+    while _done(study) < trials:
+        study.sampler = make_sampler(spec, dims, len(study.trials))
+        trial = study.ask()
+        values = {name: dim.suggest(trial) for name, dim in dims.items()}
+        cfg_values = {k[len(MODEL_PREFIX):]: v for k, v in values.items() if k.startswith(MODEL_PREFIX)}
+        plain = {k: v for k, v in values.items() if not k.startswith(MODEL_PREFIX)}
+        cfg = TrainConfig(model=model, model_config={**fixed_cfg, **cfg_values}, evaluate_test=False,
+                          **{**fields, **plain}).validate()
+        result = train(cfg, ds, None)
+        value = float(result.metrics["valid"].get(objective, math.nan))
+        if math.isfinite(value):
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if len(study.trials) >= 3 * trials:  # every trial failing: stop instead of looping forever
+            raise UserError(f"tune: {len(study.trials)} trials, {_done(study)} finished; objective {objective!r} "
+                            f"not in the validation metrics {sorted(result.metrics['valid'])}?")
+    return study
+
+
+def open_journal_for_writing(path: PathLike):
+    """A journal storage at ``path`` (created with its folder if new)."""
+    _optuna()
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
