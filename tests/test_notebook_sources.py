@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_all_four_notebooks_are_there():
+def test_all_five_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS] == ["01_train.ipynb", "02_robustness.ipynb", "03_prompt_attention.ipynb",
-                                           "04_attributions.ipynb"]
+                                           "04_attributions.ipynb", "05_tuning.ipynb"]
     assert not list((ROOT / "notebooks").glob("_build*.py")), "notebooks are edited as .ipynb, not generated"
 
 

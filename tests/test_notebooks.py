@@ -239,6 +239,25 @@ def test_robustness_notebook_standalone(tmp_path, kernel):
     assert (out / "robustness.csv").is_file() and (out / "standalone" / "demo_mplmm.pt").is_file()
 
 
+@pytest.mark.notebook
+def test_tuning_notebook_standalone_then_on_that_journal(tmp_path, kernel):
+    """05 with no journal tunes a tiny model itself (validation objective, test never evaluated) and shows the study;
+    pointed at that journal and a study by part of its name, it shows the same study without training."""
+    out = tmp_path / "tuning"
+    pm.execute_notebook(str(ROOT / "notebooks/05_tuning.ipynb"), str(tmp_path / "a.ipynb"), kernel_name=kernel,
+                        cwd=str(ROOT), progress_bar=False,
+                        parameters={"output_dir": str(out), "trials": 3, "epochs": 1})
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["key_metrics"]["trials"] == 3 and first["study"] == "notebook/mult_dropout"
+    assert set(first["best_params"]) == {"lr", "batch_size", "model_config.out_dropout"}
+    again = tmp_path / "again"
+    pm.execute_notebook(str(ROOT / "notebooks/05_tuning.ipynb"), str(tmp_path / "b.ipynb"), kernel_name=kernel,
+                        cwd=str(ROOT), progress_bar=False,
+                        parameters={"output_dir": str(again), "journal": str(out), "study": "mult_dropout"})
+    second = json.loads((again / "metrics.json").read_text())
+    assert second["best_params"] == first["best_params"] and not (again / "optuna_journal.log").exists()
+
+
 def test_find_checkpoints_groups_methods(tmp_path):
     from mplmm.checkpoint import save_checkpoint
     from mplmm.models import create_model

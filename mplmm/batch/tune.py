@@ -255,6 +255,10 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
         bad = [d.name for s in [space, *spaces.values()] for d in s.values() if d.kind != "categorical"]
         if bad:
             raise _err(w, f"sampler grid searches categorical dimensions only; {bad} are not")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise _err(w, "tuning stages need optuna: pip install 'mplmm[tune]'") from None
     if TEST_SWITCH in stage.params or TEST_SWITCH in stage.grid:
         raise _err(w, f"'{TEST_SWITCH}' is set by the tuner (false: the test split is never evaluated while tuning)")
     return TuneSpec(trials, objective, DIRECTIONS[direction], sampler, seed, startup, space, spaces)
