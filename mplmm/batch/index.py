@@ -1,6 +1,7 @@
-"""The grid's index: ``index.csv`` (one row per run), ``index.html`` (the runs table, then per dataset, protocol and
-metric a combined robustness figure, the leaderboard of methods, the per-mode heatmap and the paired comparison with
-the grid's reference method) and ``grid.json``."""
+"""The grid's index: ``index.csv`` (one row per run), ``index.html`` (the tuning studies of tuning stages; per dataset,
+protocol, metric and label a combined robustness figure, the leaderboard of methods, the per-mode heatmap and the
+paired comparison with the grid's reference method, and tables between labels; then the runs table) and
+``grid.json``."""
 from __future__ import annotations
 
 import html
@@ -150,12 +151,13 @@ def tuning_html(g: Grid) -> str:
         table["best_value"] = table["best_value"].map(lambda v: f"{v:.4f}" if v == v else "–")
         table["best_params"] = table["best_params"].map(_fmt_params)
         parts.append(table.to_html(index=False, escape=False, classes="leaderboard", border=0))
-        for i, st in enumerate(studies):
+        for i, st in enumerate(studies):  # history and importance side by side, one row per study
             div = f"tuning-{stage.name}-{i}"
-            parts.append(_figure_html(history_figure(st, spec.objective), f"{div}-history", 360))
+            pair = [_figure_html(history_figure(st, spec.objective), f"{div}-history", 360)]
             imp = importance_figure(st, spec.objective)
             if imp is not None:
-                parts.append(_figure_html(imp, f"{div}-importance", 320))
+                pair.append(_figure_html(imp, f"{div}-importance", 360))
+            parts.append('<div class="pair">' + "".join(f"<div>{f}</div>" for f in pair) + "</div>")
     return "\n".join(parts)
 
 
@@ -165,6 +167,7 @@ table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;paddin
 th{background:#f4f4f4;text-align:left}tr.failed td{background:#fdecea}tr.notrun td{color:#888}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}code{font-size:12px}.err{color:#b00020;max-width:30em}
 table.leaderboard,table.comparison{margin:0.5em 0 1em}h3{margin-top:2em}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:1em}.pair>div{min-width:0;overflow:hidden}
 """
 
 
@@ -222,12 +225,13 @@ def write_index(g: Grid) -> Path:
 <h1>{html.escape(g.name)}</h1>
 <p>Grid <code>{html.escape(g.path)}</code> · {len(frame)} runs, {ok} ok · written {time.strftime('%Y-%m-%d %H:%M')}
 · <a href="{runs.INDEX_CSV}">{runs.INDEX_CSV}</a></p>
+{tuning}
+{robustness}
+{"<h2>Runs</h2>" if tuning or robustness else ""}
 <table><thead><tr><th>run</th><th>stage</th><th>params</th><th>status</th><th>duration [s]</th>
 <th>key metrics</th><th>files</th></tr></thead><tbody>
 {chr(10).join(rows_html)}
 </tbody></table>
-{tuning}
-{robustness}
 </body></html>
 """
     return runs.write_text(path, doc)
