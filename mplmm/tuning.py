@@ -162,6 +162,32 @@ def parallel_figure(study: "optuna.Study", objective: str = "objective") -> "go.
 
 
 # ---------------------------------------------------------------------------------------------- tuning in process
+#: one regularisation or size key per registered model, searched by :func:`default_space` (as in tune_mosi.yaml)
+OWN_KEY: dict[str, tuple[str, dict]] = {
+    "mult": ("out_dropout", {"uniform": [0.0, 0.4]}),
+    "mult_zero": ("out_dropout", {"uniform": [0.0, 0.4]}),
+    "mult_dropout": ("out_dropout", {"uniform": [0.0, 0.4]}),
+    "mplmm": ("prompt_length", {"int": [4, 32]}),
+    "dcp": ("n_prompt", {"int": [2, 8]}),
+    "emt_dlfr": ("post_fusion_dropout", {"uniform": [0.0, 0.4]}),
+    "mmml": ("head_dropout", {"uniform": [0.0, 0.5]}),
+    "comp": ("drop_rate", {"uniform": [0.0, 0.4]}),
+}
+
+
+def default_space(model: str) -> dict:
+    """A small search space for ``model`` in the grid syntax: ``lr`` (log-uniform 1e-4–1e-2), batch size (16, 32,
+    64) and the model's own key from :data:`OWN_KEY` (none for a model not listed)."""
+    from .models.base import model_class
+
+    model_class(model)  # an unknown model: one line naming the registered ones
+    space: dict = {"lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "batch_size": {"categorical": [16, 32, 64]}}
+    if model in OWN_KEY:
+        key, dist = OWN_KEY[model]
+        space[f"model_config.{key}"] = dist
+    return space
+
+
 def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objective: str = "MAE",
          direction: Optional[str] = None, seed: int = 0, startup_trials: Optional[int] = None,
          storage: Optional[PathLike] = None, study_name: str = "tune", **fields: Any) -> "optuna.Study":

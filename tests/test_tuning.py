@@ -164,7 +164,8 @@ def test_trial_runs_and_their_folders(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------ running
 def test_equal_trials_validation_objective_and_best_config(tmp_path, fake):
-    later = [{"name": "retrain", "best_config": "{tune.best}", "grid": {"model": ["mult_zero", "comp"], "seed": [0, 1]}},
+    later = [{"name": "retrain", "best_config": "{tune.best}",
+              "grid": {"model": ["mult_zero", "comp"], "seed": [0, 1]}},
              {"name": "use", "params": {"model": "comp", "src": "{tune[model=comp].best}"}}]
     tune = {"trials": 4, "objective": "Non0_acc_2", "seed": 3, "space": SPACE,
             "spaces": {"comp": {"model_config.hidden": {"categorical": [16, 32]}}}}
@@ -267,3 +268,21 @@ def test_best_config_needs_one_matching_study(tmp_path):
     later = [{"name": "retrain", "best_config": "tune"}]
     with pytest.raises(GridError, match="best_config must be one reference"):
         load_grid(_grid(tmp_path, {"trials": 2, "objective": "Non0_acc_2", "space": SPACE}, later))
+
+
+def test_default_space_fits_every_registered_model():
+    """notebook 05's space for a model: lr, batch size and one key of its own, each valid for that model."""
+    from mplmm.models import available_models
+    from mplmm.models.base import validate_model_config
+    from mplmm.tuning import OWN_KEY, default_space
+
+    for model in available_models():
+        space = default_space(model)
+        assert {"lr", "batch_size"} <= set(space)
+        own = [k for k in space if k.startswith("model_config.")]
+        assert len(own) == (model in OWN_KEY)
+        for key in own:
+            for bound in next(iter(space[key].values())):
+                validate_model_config(model, {key.split(".", 1)[1]: bound})
+    with pytest.raises(Exception, match="unknown model"):
+        default_space("mplm")

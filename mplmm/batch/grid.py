@@ -259,8 +259,8 @@ def _check_best_config(value: Any, where: str) -> str:
     """A stage's ``best_config``: exactly one ``{stage[selector].best}`` reference."""
     m = _REF.fullmatch(value.strip()) if isinstance(value, str) else None
     if m is None or not m.group(3):
-        raise _err(where, f"best_config must be one reference like \"{{tune.best}}\" or \"{{tune[model=mplmm].best}}\", "
-                          f"got {value!r}")
+        raise _err(where, f"best_config must be one reference like \"{{tune.best}}\" or "
+                          f"\"{{tune[model=mplmm].best}}\", got {value!r}")
     return value.strip()
 
 

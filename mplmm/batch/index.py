@@ -140,10 +140,11 @@ def tuning_html(g: Grid) -> str:
     for stage in stages:
         spec = stage.tune
         studies = [st for st in (load_study(g, grp[0]) for grp in studies_of(g, stage)) if st is not None]
+        journal = html.escape(rel_path(g, g.output_root / "optuna_journal.log"))
         parts.append(f"<h3>{html.escape(stage.name)}</h3><p>{spec.trials} trials per study (the same for every grid "
                      f"point), objective: validation <code>{html.escape(spec.objective)}</code> ({spec.direction}), "
-                     f"sampler {spec.sampler} seeded {spec.seed}; studies in <code>{html.escape(rel_path(g, g.output_root))}"
-                     f"/optuna_journal.log</code> (open one in <code>notebooks/05_tuning.ipynb</code>).</p>")
+                     f"sampler {spec.sampler} seeded {spec.seed}; studies in <code>{journal}</code> (open one in "
+                     f"<code>notebooks/05_tuning.ipynb</code>).</p>")
         if not studies:
             parts.append("<p>No study has started yet.</p>")
             continue
