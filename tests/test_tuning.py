@@ -286,3 +286,36 @@ def test_default_space_fits_every_registered_model():
                 validate_model_config(model, {key.split(".", 1)[1]: bound})
     with pytest.raises(Exception, match="unknown model"):
         default_space("mplm")
+
+
+class _Arrays:
+    """A stand-in for submitit.AutoExecutor: records each job array and runs its tasks in this process."""
+    made: list = []
+
+    def __init__(self, folder, cluster=None):
+        self.arrays = []
+        _Arrays.made.append(self)
+
+    def update_parameters(self, **kwargs):
+        pass
+
+    def map_array(self, fn, jobs):
+        from types import SimpleNamespace
+
+        self.arrays.append(sorted(Path(j["folder"]).name for j in jobs))
+        return [SimpleNamespace(job_id=f"9_{i}", done=lambda: True, result=lambda v=fn(j): v,
+                                paths=SimpleNamespace(stderr=Path("/logs/x"))) for i, j in enumerate(jobs)]
+
+
+def test_tuning_on_slurm_one_array_per_wave(tmp_path, monkeypatch):
+    """On Slurm every wave is one job array (trial k of every study); the driver asks and tells the studies."""
+    import submitit
+
+    monkeypatch.setattr(submitit, "AutoExecutor", _Arrays)
+    monkeypatch.setattr(executors, "execute_run", FakeRuns())
+    _Arrays.made.clear()
+    run_grid(_grid(tmp_path, {"trials": 3, "objective": "Non0_acc_2", "space": SPACE}), root=ROOT, progress=False,
+             executor="slurm")
+    (ex,) = _Arrays.made
+    assert ex.arrays == [[f"tune__model={m}__trial={k}" for m in ("comp", "mult_zero")] for k in range(3)]
+    assert all(len(_complete(_study(tmp_path, f"tune__model={m}"))) == 3 for m in ("comp", "mult_zero"))
