@@ -119,10 +119,22 @@ def robustness_html(g: Grid) -> str:
                                    title=f"{group.metric} per missing mode (mean over training seeds)")
             parts.append(_figure_html(fig, "per-mode-heatmap" + suffix, fig.layout.height or 300))
     for base, other in label_pairs(groups):  # e.g. tuned vs default configurations of the same methods
+        rates = _few_rates(base)  # three columns per rate: a few rates keep the table readable
         parts += [f"<h3>{html.escape(base.dataset)} · {html.escape(base.metric)} · {html.escape(other.label)} vs "
                   f"{html.escape(base.label)}</h3>",
-                  label_html(build_leaderboard(base, g.reference), build_leaderboard(other, g.reference))]
+                  label_html(build_leaderboard(base, g.reference, rates), build_leaderboard(other, g.reference, rates))]
     return "\n".join(parts)
+
+
+SUMMARY_RATES = (0.0, 0.5, 0.7, 1.0)  # the rates of the index's tables between labels (when evaluated)
+
+
+def _few_rates(group: RobustnessGroup) -> list[float]:
+    """The evaluated rates among SUMMARY_RATES (every rate when at most four were evaluated)."""
+    have = sorted(float(r) for r in group.curves["rate"].unique())
+    if len(have) <= len(SUMMARY_RATES):
+        return have
+    return [r for r in have if any(abs(r - w) < 1e-9 for w in SUMMARY_RATES)] or have
 
 
 def tuning_html(g: Grid) -> str:
