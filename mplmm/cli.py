@@ -382,14 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs-per-gpu", dest="jobs_per_gpu", type=int, default=1,
                    help="runs sharing one GPU at once (default 1)")
     b.add_argument("--executor", default="local", choices=("local", "slurm", "slurm-local"),
-                   help="local (default): this machine; slurm: one submitit job array per stage; slurm-local: the "
-                        "same through submitit's local executor (for trying it out)")
+                   help="local (default): this machine; slurm: one submitit job array per stage (per wave of "
+                        "trials in a tuning stage); slurm-local: the same through submitit's local executor (for "
+                        "trying it out)")
     b.add_argument("--slurm-partition", default=None, help="Slurm partition (overrides the grid's slurm: block)")
     b.add_argument("--slurm-time", type=int, default=None, help="minutes per run (default 240)")
     b.add_argument("--slurm-mem", type=float, default=None, help="memory per run in GB")
     b.add_argument("--slurm-cpus", type=int, default=None, help="CPU cores per run")
     b.add_argument("--slurm-array-parallelism", type=int, default=None, help="runs of one stage's array at once")
-    b.add_argument("--force", action="store_true", help="re-run finished runs")
+    b.add_argument("--force", action="store_true",
+                   help="re-run finished runs (a tuning stage's studies start again)")
     b.add_argument("--no-input", dest="no_input", action="store_true",
                    help="hide code in the HTML reports (default: the grid's report: no_input, else shown)")
     b.add_argument("--standalone", action="store_true",
