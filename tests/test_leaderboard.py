@@ -172,3 +172,19 @@ def test_labels_split_leaderboards_and_compare_tuned_with_default(tmp_path):
     assert text.count("| mplmm (reference) | 3 |") == 2  # each label keeps its own leaderboard
     index_groups = [g for g in groups if g.label == "tuned"][0]
     assert sorted(index_groups.curves["method"].unique()) == ["comp", "mplmm"]
+
+
+def test_label_pairs_match_tuned_with_its_default():
+    """tuned ↔ default and tuned_complete ↔ default_complete; another label ↔ default; no default: the first."""
+    import pandas as pd
+
+    def group(label):
+        return L.RobustnessGroup("d", "modality", "Acc", pd.DataFrame(), pd.DataFrame(), [], label)
+
+    four = [group(x) for x in ("default", "tuned", "tuned_complete", "default_complete")]
+    assert [(a.label, b.label) for a, b in L.label_pairs(four)] == [("default", "tuned"),
+                                                                    ("default_complete", "tuned_complete")]
+    assert [(a.label, b.label) for a, b in L.label_pairs([group("default"), group("wide")])] == [("default", "wide")]
+    assert [(a.label, b.label) for a, b in L.label_pairs([group("a"), group("b"), group("c")])] == [("a", "b"),
+                                                                                                   ("a", "c")]
+    assert L.label_pairs([group("x"), group("x")]) == []

@@ -345,7 +345,9 @@ BASE_LABEL = "default"  # with several labels, the one the others are compared w
 
 def label_pairs(groups: list[RobustnessGroup]) -> list[tuple[RobustnessGroup, RobustnessGroup]]:
     """``(base, other)`` for groups that share dataset, protocol and metric but carry different labels (e.g. tuned
-    vs default configurations): base is the ``default`` label when present, else the first label seen."""
+    vs default configurations). A label with ``tuned`` in it is compared with the same label saying ``default``
+    (``tuned_complete`` with ``default_complete``) when there is one; every other label without ``default`` in it
+    with ``default``; without any ``default`` label, every label with the first one seen."""
     by_key: dict[tuple[str, str, str], list[RobustnessGroup]] = {}
     for grp in groups:
         by_key.setdefault((grp.dataset, grp.protocol, grp.metric), []).append(grp)
@@ -353,8 +355,16 @@ def label_pairs(groups: list[RobustnessGroup]) -> list[tuple[RobustnessGroup, Ro
     for members in by_key.values():
         if len({m.label for m in members}) < 2:
             continue
-        base = next((m for m in members if m.label == BASE_LABEL), members[0])
-        pairs += [(base, m) for m in members if m is not base and m.label != base.label]
+        by_label = {m.label: m for m in members}
+        if BASE_LABEL not in by_label and not any(BASE_LABEL in lab for lab in by_label):
+            pairs += [(members[0], m) for m in members if m.label != members[0].label]
+            continue
+        for m in members:
+            counterpart = m.label.replace("tuned", BASE_LABEL)
+            if counterpart != m.label and counterpart in by_label:
+                pairs.append((by_label[counterpart], m))
+            elif BASE_LABEL not in m.label and BASE_LABEL in by_label:
+                pairs.append((by_label[BASE_LABEL], m))
     return pairs
 
 
