@@ -212,10 +212,10 @@ def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
         idx = list(rows_of)
         if table.loc[idx, "label"].nunique() < 2:
             continue
+        folders = list(table.loc[idx, "label"])
         by_config = _config_labels(str(model), [configs[i] for i in idx])
-        folder_of = dict(zip(table.loc[idx, "label"], by_config))
         # config labels only when they tell the folders apart exactly (one label per folder, one folder per label)
-        same = len(set(folder_of.values())) == len(folder_of) and all(
-            folder_of[f] == c for f, c in zip(table.loc[idx, "label"], by_config))
-        table.loc[idx, "method"] = by_config if same else [f"{model} ({lab})" for lab in table.loc[idx, "label"]]
+        pairs = set(zip(folders, by_config))
+        same = len(pairs) == len(set(folders)) == len(set(by_config))
+        table.loc[idx, "method"] = by_config if same else [f"{model} ({lab})" for lab in folders]
     return table.drop(columns="label")

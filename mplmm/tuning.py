@@ -197,8 +197,7 @@ def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objec
     "model_config.d": {"categorical": [16, 32]}}``); ``fields`` are fixed TrainConfig fields (``epochs``,
     ``train_rate``, ``model_config``...). ``storage``: a journal file to keep the study in (default: memory)."""
     optuna = _optuna()
-    from .batch.tune import DIRECTIONS, MODEL_PREFIX, TuneSpec, _dimension, make_sampler
-    from .metrics import metric_direction
+    from .batch.tune import MODEL_PREFIX, TuneSpec, _dimension, apply_values, draw, objective_direction
     from .models.base import validate_model_config
     from .train import TrainConfig, train
 
@@ -213,23 +212,18 @@ def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objec
                 validate_model_config(model, {dim.model_key: value})
         elif name not in known:
             raise ConfigError(f"tune: space: {name!r} is not a TrainConfig field or {MODEL_PREFIX}<model key>")
-    if direction is None:
-        direction = "minimize" if objective == "loss" or metric_direction(objective) == "lower" else "maximize"
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"tune: direction must be maximize or minimize, got {direction!r}")
-    spec = TuneSpec(trials, objective, DIRECTIONS[direction], "tpe", seed,
-                    startup_trials or max(2, trials // 3), dims)
+    try:
+        direction = objective_direction(objective, direction)
+    except UserError as exc:
+        raise ConfigError(f"tune: {exc}") from None
+    spec = TuneSpec(trials, objective, direction, "tpe", seed, startup_trials or max(2, trials // 3), dims)
     store = open_journal_for_writing(storage) if storage else None
     study = optuna.create_study(study_name=study_name, storage=store, direction=spec.direction, load_if_exists=True)
     fields = {"progress": False, **fields}
     while _done(study) < trials:
-        study.sampler = make_sampler(spec, dims, len(study.trials))
-        trial = study.ask()
-        values = {name: dim.suggest(trial) for name, dim in dims.items()}
-        cfg_values = {k[len(MODEL_PREFIX):]: v for k, v in values.items() if k.startswith(MODEL_PREFIX)}
-        plain = {k: v for k, v in values.items() if not k.startswith(MODEL_PREFIX)}
-        cfg = TrainConfig(model=model, model_config={**fixed_cfg, **cfg_values}, evaluate_test=False,
-                          **{**fields, **plain}).validate()
+        trial, values = draw(study, spec, dims)
+        cfg = TrainConfig(model=model, evaluate_test=False,
+                          **apply_values({**fields, "model_config": fixed_cfg}, values)).validate()
         result = train(cfg, ds, None)
         value = float(result.metrics["valid"].get(objective, math.nan))
         if math.isfinite(value):

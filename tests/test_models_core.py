@@ -115,18 +115,29 @@ def generation(request, monkeypatch):
     return request.param
 
 
+MP_DIMS, MP_SEQS = (7, 5, 4), (4, 9, 6)  # the small MPLMM of the per-sample-loop comparisons
+MP_MODES = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3, 0, 6, 5])
+
+
+def _small_mplmm(**cfg):
+    return create_model("mplmm", dims=MP_DIMS, seq_lens=MP_SEQS, output_dim=1, d=10, num_heads=2, layers=2,
+                        prompt_length=3, **cfg).eval()
+
+
+def _assert_equals_per_sample_loop(m) -> list:
+    """The vectorised forward of ``m`` equals the naive per-sample loop on random inputs of every mode (returned)."""
+    x = _inputs(len(MP_MODES), MP_DIMS, MP_SEQS)
+    with torch.no_grad():
+        fast = m(*x, MP_MODES)
+        slow = naive_mplmm(m, *x, MP_MODES)
+    assert (fast - slow).abs().max() < TOL
+    return x
+
+
 @pytest.mark.parametrize("gen_projection", ["conv", "bypass"])
 def test_mplmm_vectorised_equals_per_sample_loop(gen_projection, generation):
     torch.manual_seed(2)
-    dims, seqs = (7, 5, 4), (4, 9, 6)
-    m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
-                     prompt_length=3, gen_projection=gen_projection).eval()
-    modes = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3, 0, 6, 5])
-    x = _inputs(len(modes), dims, seqs)
-    with torch.no_grad():
-        fast = m(*x, modes)
-        slow = naive_mplmm(m, *x, modes)
-    assert (fast - slow).abs().max() < TOL
+    _assert_equals_per_sample_loop(_small_mplmm(gen_projection=gen_projection))
 
 
 ABLATIONS = [{"generative_prompts": False}, {"signal_prompts": False}, {"type_prompts": False},
@@ -139,27 +150,18 @@ def test_mplmm_ablations_equal_per_sample_loop(switches, generation):
     """Each ablation switch removes exactly its prompts: the vectorised model equals the naive loop without them,
     the removed parameters do not exist, and the output still changes with the mode."""
     torch.manual_seed(4)
-    dims, seqs = (7, 5, 4), (4, 9, 6)
-    m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
-                     prompt_length=3, **switches).eval()
+    m = _small_mplmm(**switches)
     names = {n for n, _ in m.named_parameters()}
     assert ("generative_prompt" in names) == switches.get("generative_prompts", True)
     assert any(n.startswith("missing_type_prompt") for n in names) == switches.get("type_prompts", True)
     has_signal = switches.get("signal_prompts", True) or switches.get("type_prompts", True)
     assert any(n.startswith("prompt_m.") for n in names) == has_signal
     fuser_in = m.fusers["l_avp"].conv.in_channels
-    assert fuser_in == seqs[1] + seqs[2] + (3 if switches.get("generative_prompts", True) else 0)
-    modes = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3, 0, 6, 5])
-    x = _inputs(len(modes), dims, seqs)
-    with torch.no_grad():
-        fast = m(*x, modes)
-        slow = naive_mplmm(m, *x, modes)
-    assert (fast - slow).abs().max() < TOL
-    full = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=1, d=10, num_heads=2, layers=2,
-                        prompt_length=3).eval()
-    fewer = full.parameter_counts()["total"] - m.parameter_counts()["total"]
+    assert fuser_in == MP_SEQS[1] + MP_SEQS[2] + (3 if switches.get("generative_prompts", True) else 0)
+    x = _assert_equals_per_sample_loop(m)
+    fewer = _small_mplmm().parameter_counts()["total"] - m.parameter_counts()["total"]
     assert fewer == 0 if switches == {"signal_prompts": False} else fewer > 0  # no_signal keeps the M_P factors
-    assert (m(*x, modes) - m(*x, torch.full_like(modes, 6))).abs().max() > 1e-6  # the mode still matters
+    assert (m(*x, MP_MODES) - m(*x, torch.full_like(MP_MODES, 6))).abs().max() > 1e-6  # the mode still matters
 
 
 def test_mplmm_ablation_keys_are_validated():

@@ -61,6 +61,11 @@ class Run:
     def name(self) -> str:
         return self.folder.name
 
+    @property
+    def keys(self) -> dict:
+        """The run's grid values, with ``trial`` for a tuning stage's runs (selectors, status, index columns)."""
+        return self.point if self.trial is None else {**self.point, "trial": self.trial}
+
 
 @dataclass
 class _BestOf:
@@ -318,11 +323,6 @@ def _check_model_config(g: Grid, run: Run) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- references
-def _keys(run: Run) -> dict:
-    """What a selector can match: the run's grid values, and ``trial`` for a tuning stage's runs."""
-    return run.point if run.trial is None else {**run.point, "trial": run.trial}
-
-
 def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list[Run]:
     where = f"{g.path}: stage '{run.stage.name}'"
     order = [s.name for s in g.stages]
@@ -345,7 +345,7 @@ def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list
             raise _err(where, f"reference {{{stage_name}[{selector}]}}: use an index or key=value[,key=value]")
         k, v = (x.strip() for x in part.split("=", 1))
         wanted[k] = v
-    hits = [t for t in targets if all(k in _keys(t) and str(_keys(t)[k]) == v for k, v in wanted.items())]
+    hits = [t for t in targets if all(k in t.keys and str(t.keys[k]) == v for k, v in wanted.items())]
     if len(hits) != 1 and not (hits and hits[0].stage.tune is not None):  # a study's trials may be several
         raise _err(where, f"reference {{{stage_name}[{selector}]}} matches {len(hits)} runs of '{stage_name}' "
                           f"(grid points: {[t.point for t in targets]})")
@@ -391,14 +391,9 @@ def best_config_values(g: Grid, run: Run, status: Optional[dict]) -> dict:
     if len(study) != 1:
         raise _err(f"{g.path}: stage '{run.stage.name}'", f"best_config {m.group(0)} names {len(study)} studies; "
                                                           "pick one with a selector")
-    spec = study[0][0].stage.tune
-    from .tune import _model_of
+    from .tune import _model_of, set_elsewhere
 
-    searched = spec.space_for(_model_of(study[0][0]))
-    clash = [n for n in searched if (n in run.stage.explicit or n in run.stage.grid) and not n.startswith("model_")]
-    cfg = (run.stage.params.get("model_config") or {}) if isinstance(run.stage.params.get("model_config"), dict) \
-        else {}
-    clash += [n for n in searched if n.startswith("model_config.") and n.split(".", 1)[1] in cfg]
+    clash = set_elsewhere(study[0][0].stage.tune.space_for(_model_of(study[0][0])).values(), run.stage)
     if clash:
         raise _err(f"{g.path}: stage '{run.stage.name}'", f"{clash} come from best_config {m.group(0)}; remove them "
                                                           "from this stage's params/grid")

@@ -68,8 +68,7 @@ def index_frame(g: Grid) -> pd.DataFrame:
         row = {"run": run.name, "stage": run.stage.name, "status": st.get("status") or "not run",
                "duration_s": st.get("duration_s"), "error": error_text(err) if err else "",
                "params": json.dumps(params, sort_keys=True), "folder": rel_path(g, run.folder),
-               **{f"grid.{k}": v for k, v in run.point.items()},
-               **({"grid.trial": run.trial} if run.trial is not None else {})}
+               **{f"grid.{k}": v for k, v in run.keys.items()}}
         row.update(key_metrics(met, run.stage.accepted))
         if isinstance(met.get("test"), dict):
             row.update({f"test.{k}": float(v) for k, v in met["test"].items() if _is_number(v)})

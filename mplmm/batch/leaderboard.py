@@ -218,6 +218,13 @@ def _match_reference(reference: Optional[str], methods: list[str]) -> Optional[s
     return hits[0] if len(hits) == 1 else None
 
 
+def _pair(values: pd.Series) -> tuple[float, float]:
+    """``(mean, std)`` of the non-missing values (std NaN with fewer than two, both NaN with none)."""
+    values = values.dropna()
+    return (float(values.mean()) if len(values) else math.nan, float(values.std(ddof=1)) if len(values) > 1
+            else math.nan)
+
+
 def summary_rows(board: Leaderboard) -> list[dict]:
     """One row per method (ranking order): ``method``, ``seeds`` and ``(mean, std)`` per column (std NaN with one
     seed)."""
@@ -225,9 +232,7 @@ def summary_rows(board: Leaderboard) -> list[dict]:
     for method in board.methods:
         row: dict = {"method": method, "seeds": len(board.per_method((board.group.metric, AUC), method))}
         for col in board.columns:
-            values = board.per_method(col, method).dropna()
-            row[col] = (float(values.mean()) if len(values) else math.nan,
-                        float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+            row[col] = _pair(board.per_method(col, method))
         rows.append(row)
     return rows
 
@@ -386,12 +391,6 @@ def label_comparison_cells(base: Leaderboard, other: Leaderboard) -> tuple[list[
             row += [_mean_std(_pair(ref)), _mean_std(_pair(mine)), _difference((mean, low, high))]
         rows.append([row[0], str(n), *row[1:]])
     return header, rows
-
-
-def _pair(values: pd.Series) -> tuple[float, float]:
-    values = values.dropna()
-    return (float(values.mean()) if len(values) else math.nan, float(values.std(ddof=1)) if len(values) > 1
-            else math.nan)
 
 
 def label_note(base: Leaderboard, other: Leaderboard) -> str:

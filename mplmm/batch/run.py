@@ -54,9 +54,8 @@ def _job(g: Grid, run: Run, params: dict, kernel: str, static: Optional[str], fo
     """The picklable job of one run (its folder cleared first with ``force``)."""
     if force and run.folder.is_dir() and g.output_root in run.folder.parents:
         shutil.rmtree(run.folder)
-    point = run.point if run.trial is None else {**run.point, "trial": run.trial}
     return {"folder": str(run.folder), "stage": run.stage.name, "notebook": str(run.stage.notebook),
-            "params": params, "point": point, "kernel": kernel, "root": str(g.root),
+            "params": params, "point": run.keys, "kernel": kernel, "root": str(g.root),
             "no_input": g.report["no_input"], "static": static, "timeout": run.stage.timeout}
 
 

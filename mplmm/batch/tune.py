@@ -202,18 +202,10 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
     objective = block.get("objective")
     if not isinstance(objective, str) or not objective:
         raise _err(w, "objective: name a validation metric of the runs' metrics.json, e.g. Non0_acc_2 or loss")
-    direction = block.get("direction")
-    if direction is None:
-        from ..metrics import METRIC_DIRECTION, metric_direction
-
-        try:
-            direction = "maximize" if (objective != "loss" and metric_direction(objective) == "higher") else \
-                "minimize"
-        except KeyError:
-            raise _err(w, f"objective {objective!r} is not a known metric{_hint(objective, METRIC_DIRECTION)}; "
-                          "give direction: maximize or minimize for a metric of your own") from None
-    elif direction not in DIRECTIONS:
-        raise _err(w, f"direction: expected maximize or minimize, got {direction!r}")
+    try:
+        direction = objective_direction(objective, block.get("direction"))
+    except UserError as exc:
+        raise _err(w, str(exc)) from None
     sampler = block.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         raise _err(w, f"sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
@@ -245,12 +237,9 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
             _check_dimension(dim, stage, [model], f"{w}: spaces: {model}")
     if not space and not spaces:
         raise _err(w, "space: nothing to search (give space: or spaces:)")
-    fixed_cfg = stage.params.get("model_config") or {}
-    for dim in [*space.values(), *(d for s in spaces.values() for d in s.values())]:
-        if dim.model_key is None and (dim.name in stage.grid or dim.name in stage.explicit):
-            raise _err(w, f"'{dim.name}' is both searched and set in the stage's params/grid; remove one")
-        if dim.model_key is not None and isinstance(fixed_cfg, dict) and dim.model_key in fixed_cfg:
-            raise _err(w, f"'{dim.name}' is both searched and fixed in params.model_config; remove one")
+    for name in set_elsewhere([*space.values(), *(d for s in spaces.values() for d in s.values())], stage):
+        raise _err(w, f"'{name}' is both searched and set in the stage's params/grid (or params.model_config); "
+                      "remove one")
     if sampler == "grid":
         bad = [d.name for s in [space, *spaces.values()] for d in s.values() if d.kind != "categorical"]
         if bad:
@@ -262,6 +251,42 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
     if TEST_SWITCH in stage.params or TEST_SWITCH in stage.grid:
         raise _err(w, f"'{TEST_SWITCH}' is set by the tuner (false: the test split is never evaluated while tuning)")
     return TuneSpec(trials, objective, DIRECTIONS[direction], sampler, seed, startup, space, spaces)
+
+
+def objective_direction(objective: str, direction: Optional[str] = None) -> str:
+    """``"maximize"`` / ``"minimize"`` for ``objective``: ``direction`` when given (checked), else from the metric
+    (``loss`` is minimised); an unknown metric without a direction is a :class:`~mplmm.errors.UserError`."""
+    from ..metrics import METRIC_DIRECTION, metric_direction
+
+    if direction is not None:
+        if direction not in DIRECTIONS:
+            raise UserError(f"direction: expected maximize or minimize, got {direction!r}")
+        return DIRECTIONS[direction]
+    if objective == "loss":
+        return "minimize"
+    try:
+        return "maximize" if metric_direction(objective) == "higher" else "minimize"
+    except KeyError:
+        raise UserError(f"objective {objective!r} is not a known metric{_hint(objective, METRIC_DIRECTION)}; "
+                        "give direction: maximize or minimize for a metric of your own") from None
+
+
+def set_elsewhere(dims: Iterable[Dimension], stage: Stage) -> list[str]:
+    """The searched dimensions that ``stage`` also sets: a notebook parameter in its own params or grid, or a model
+    key in its ``model_config``."""
+    fixed_cfg = stage.params.get("model_config")
+    fixed_cfg = fixed_cfg if isinstance(fixed_cfg, dict) else {}
+    return [d.name for d in dims
+            if (d.model_key is None and (d.name in stage.grid or d.name in stage.explicit))
+            or (d.model_key is not None and d.model_key in fixed_cfg)]
+
+
+def draw(study: "optuna.Study", spec: TuneSpec, space: dict[str, Dimension]) -> tuple["optuna.Trial", dict]:
+    """Ask ``study`` for its next trial with the sampler seeded for that trial number; returns the trial and its
+    values (an enqueued trial's values when one is waiting)."""
+    study.sampler = make_sampler(spec, space, len(study.get_trials(deepcopy=False)))
+    trial = study.ask()
+    return trial, {name: dim.suggest(trial) for name, dim in space.items()}
 
 
 # -------------------------------------------------------------------------------------------------- studies
@@ -401,10 +426,7 @@ def prepare_trial(g: Grid, study: "optuna.Study", run: Run) -> Prepared:
         if trial.state != optuna.trial.TrialState.FAIL:
             return Prepared(run, trial.number, dict(rec["values"]), trial.state.name)
         study.enqueue_trial(dict(rec["values"]), skip_if_exists=False)
-    number = len(by_number)
-    study.sampler = make_sampler(spec, space, number)
-    trial = study.ask()
-    values = {name: dim.suggest(trial) for name, dim in space.items()}
+    trial, values = draw(study, spec, space)
     trial.set_user_attr("run", run.name)
     runs.write_text(run.folder / TRIAL_FILE, json.dumps(
         {"study": study.study_name, "number": trial.number, "values": values, "objective": spec.objective,
