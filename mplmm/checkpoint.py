@@ -1,4 +1,12 @@
-"""Checkpoints: ``state_dict`` + config (+ optimiser state for resuming), loadable with ``weights_only=True``."""
+"""Checkpoints: ``state_dict`` + config (+ optimiser state for resuming), loadable with ``weights_only=True``.
+
+Besides the weights a checkpoint written by :func:`mplmm.train.train` carries what prediction on new data needs:
+``data`` (the training data's signature: task, class names, label range and threshold, feature dims, sequence
+lengths) and ``preprocessing`` (``standardize``: the per-feature training mean/std applied to each standardized
+modality; ``seq_lens``: the lengths the sequences were padded/truncated to, if asked). :func:`load_model` puts all of
+it (without the tensors) on ``model.checkpoint``. Checkpoints written before ``preprocessing`` existed still load;
+new data is then standardized by the old rule on its own statistics (see ``docs/predict.md``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,22 +72,23 @@ def _fmt(values: Any) -> str:
     return "(" + ", ".join(str(v) for v in values) + ")" if isinstance(values, (list, tuple)) else str(values)
 
 
-def check_fits(what: str, trained: dict, ds: Any) -> None:
+def check_fits(what: str, trained: dict, ds: Any, fixed_seq_lens: bool = True) -> None:
     """Raise one-line :class:`CheckpointError` when ``ds`` differs from the data signature ``trained`` in feature
-    dims, sequence lengths, task, number of classes or class names. ``what`` names the checkpoint or model."""
+    dims, task, number of classes, class names or (``fixed_seq_lens``: a model whose parameters are sized by the
+    sequence lengths, such as MPLMM) sequence lengths. ``what`` names the checkpoint or model."""
     have = ds.signature()
     name = f"dataset {have['name']!r}"
     rules = (("task", "task"), ("output_dim", "number of outputs (1 for regression, else classes)"),
              ("class_names", "class names"), ("dims", "feature dims (text, audio, vision)"),
              ("seq_lens", "sequence lengths (text, audio, vision)"))
-    for key, label in rules:
+    for key, label in rules if fixed_seq_lens else rules[:-1]:
         want = trained.get(key)
         if want is None or have.get(key) is None:
             continue
         same = list(want) == list(have[key]) if isinstance(want, (list, tuple)) else want == have[key]
         if not same:
-            hint = ("; pad/truncate the data with --seq_lens / load_dataset(seq_lens=...)" if key == "seq_lens"
-                    else "")
+            hint = ("; this model's parameters are sized by them: pad/truncate the data with --seq_lens / "
+                    "load_dataset(seq_lens=...) (predict and explain do it for you)" if key == "seq_lens" else "")
             raise CheckpointError(f"{what} does not fit {name}: {label} expected {_fmt(want)} (as trained), "
                                   f"found {_fmt(have[key])}{hint}")
 
@@ -90,21 +99,31 @@ def check_model_fits(model: MissingModalityModel, ds: Any, what: str = "") -> No
     config = getattr(model, "config", None)
     if isinstance(config, dict):
         name = getattr(model, "registry_name", type(model).__name__)
-        check_fits(what or f"model {name!r}", _trained_on({"model_config": config}), ds)
+        info = getattr(model, "checkpoint", None) or {"model_config": config}
+        check_fits(what or f"model {name!r}", _trained_on(info), ds, getattr(model, "fixed_seq_lens", True))
+
+
+#: checkpoint entries that are not copied onto ``model.checkpoint`` (tensors and resume state)
+_HEAVY = ("state_dict", "optimizer", "scheduler", "rng", "torch_rng")
 
 
 def load_model(path: PathLike, device: str | torch.device = "cpu", expect: Optional[str] = None,
-               data: Any = None) -> tuple[MissingModalityModel, dict]:
-    """Rebuild the model stored in ``path`` (eval mode) and return ``(model, checkpoint_dict)``.
+               data: Any = None) -> MissingModalityModel:
+    """Rebuild the model stored in ``path`` in eval mode. ``model.checkpoint`` holds the rest of the checkpoint
+    (``path``, ``model_name``, ``model_config``, ``train_config``, ``data``, ``preprocessing``, metrics), which
+    :func:`mplmm.predict` uses to prepare new data as the training data was.
 
     With ``data`` (a dataset) first check that the checkpoint was trained on data of the same shape and task
     (one-line :class:`CheckpointError` naming both otherwise).
     """
+    from .models.base import model_class
+
     ckpt = read_checkpoint(path)
     if expect is not None and ckpt["model_name"] != expect:
         raise CheckpointError(f"{path}: expected a {expect!r} checkpoint, found {ckpt['model_name']!r}")
     if data is not None:
-        check_fits(f"checkpoint {path}", _trained_on(ckpt), data)
+        check_fits(f"checkpoint {path}", _trained_on(ckpt), data,
+                   getattr(model_class(ckpt["model_name"]), "fixed_seq_lens", True))
     model = create_model(ckpt["model_name"], **ckpt["model_config"])
     try:
         model.load_state_dict(ckpt["state_dict"])
@@ -116,4 +135,6 @@ def load_model(path: PathLike, device: str | torch.device = "cpu", expect: Optio
     for name in frozen:
         if name in params:
             params[name].requires_grad_(False)
-    return model.to(device).eval(), ckpt
+    model.checkpoint = {"path": str(path), **{k: v for k, v in ckpt.items() if k not in _HEAVY}}
+    model.checkpoint["data"] = _trained_on(ckpt)
+    return model.to(device).eval()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mplmm {train,evaluate,curve,synth,import,params,batch,table,report,models}``.
+"""Command line: ``mplmm {train,evaluate,curve,predict,explain,synth,import,params,batch,table,report,models}``.
 
 ``train`` mirrors the reference ``main.py`` flags (``--dataset --data_path --pretrained_model --drop_rate --name`` and
 the hyper-parameters) and adds ``--test_rate``, ``--seed``, ``--device``, ``--out``.
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .constants import MODALITIES
+from .missing import PROTOCOLS
 from .errors import ConfigError, UserError
 from .utils import write_json
 
@@ -22,15 +23,40 @@ BACKBONE_FLAGS = ("proj_dim", "num_heads", "nlevels", "attn_dropout", "attn_drop
                   "relu_dropout", "res_dropout", "embed_dropout", "out_dropout")
 
 
+def _data_options(args) -> dict:
+    """``load_dataset`` keywords from the data flags (size, seq_lens, drop_empty, label flags)."""
+    opts = dict(_label_flags(args))
+    if getattr(args, "size", None) is not None:
+        opts["size"] = args.size
+    if getattr(args, "seq_lens", None):
+        opts["seq_lens"] = tuple(args.seq_lens)
+    if getattr(args, "drop_empty", False):
+        opts["drop_empty"] = True
+    return opts
+
+
+def _source(args) -> str:
+    return args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
+
+
 def _dataset(args) -> "MultimodalDataset":  # noqa: F821
     from .data import load_dataset
 
-    opts = {}
-    if getattr(args, "size", None) is not None:
-        opts["size"] = args.size
-    seq = tuple(args.seq_lens) if getattr(args, "seq_lens", None) else None
-    source = args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
-    return load_dataset(source, seq_lens=seq, **_label_flags(args), **opts)
+    return load_dataset(_source(args), **_data_options(args))
+
+
+def _model_and_data(args, for_prediction: bool = False):
+    """The checkpoint's model on ``--device`` and the data prepared for it (its training statistics, lengths)."""
+    from .checkpoint import load_model
+    from .prediction import prepare_data
+    from .utils import resolve_device
+
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    ds = prepare_data(model, _source(args), for_prediction=for_prediction, verbose=True, **_data_options(args))
+    for note in ds.notes:
+        if "checkpoint" in note or "trained lengths" in note:
+            print(f"mplmm: {note}", file=sys.stderr)
+    return model, ds
 
 
 def _label_flags(args) -> dict:
@@ -67,6 +93,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
                    help="pad/truncate (files) or generate (synthetic) these sequence lengths")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    p.add_argument("--drop_empty", action="store_true",
+                   help="drop samples that have no modality at all (default: a one-line error naming the first)")
     _add_label_flags(p)
 
 
@@ -113,37 +141,50 @@ def cmd_train(args) -> int:
     out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
     result = train(cfg, ds, out, resume=not args.restart)
     m = result.metrics
+    used = m["train_samples"]
+    if used["used"] < used["total"]:
+        print(f"trained on the {used['used']} complete samples of {used['total']} ({cfg.model} reads complete data "
+              "only)")
     print(f"best epoch {m['best_epoch']} of {m['epochs_run']}; parameters {m['parameters']}")
     print("test  " + "  ".join(f"{k}={v:.4f}" for k, v in m["test"].items()))
+    _print_patterns(m["by_pattern"].get("test"))
     print(f"wrote {out}/best.pt, {out}/metrics.json, {out}/history.csv")
     return 0
 
 
+def _print_patterns(records) -> None:
+    """The per-observed-pattern table, when the data has more than complete samples."""
+    import pandas as pd
+
+    if records and len(records) > 1:
+        print("by observed pattern (what the samples really have):")
+        print(pd.DataFrame(records).round(4).to_string(index=False))
+
+
 def cmd_evaluate(args) -> int:
-    from .checkpoint import load_model
     from .evaluate import evaluate_model
     from .missing import MissingSpec
 
     spec = MissingSpec(args.protocol, args.test_rate, args.eval_seed, args.mode)
-    ds = _dataset(args)
-    model, ckpt = load_model(args.checkpoint, data=ds)
-    res = evaluate_model(model, ds, spec, args.split, args.device, amp=args.amp)
+    model, ds = _model_and_data(args)
+    res = evaluate_model(model, ds, spec, args.split, args.device, amp=args.amp, by_pattern=True)
+    patterns = res.pop("by_pattern")
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in res.items()}, indent=2))
+    _print_patterns(patterns)
     if args.out:
-        write_json(args.out, {"checkpoint": args.checkpoint, "spec": spec.to_dict(), "split": args.split, **res})
+        write_json(args.out, {"checkpoint": args.checkpoint, "spec": spec.to_dict(), "split": args.split, **res,
+                              "by_pattern": patterns})
     return 0
 
 
 def cmd_curve(args) -> int:
-    from .checkpoint import load_model
     from .evaluate import ModePredictions, area_under_curve, per_mode_table, robustness_curve
     from .metrics import headline_metric
     from .missing import MissingSpec
 
     for rate in args.rates:
         MissingSpec(args.protocol, rate, 0)  # validates each rate before any work
-    ds = _dataset(args)
-    model, ckpt = load_model(args.checkpoint, data=ds)
+    model, ds = _model_and_data(args)
     cache = ModePredictions(model, ds, args.split, args.device, amp=args.amp)  # <= 7 passes for curve + table
     curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
                              progress=not args.quiet, amp=args.amp, cache=cache)
@@ -163,6 +204,34 @@ def cmd_curve(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .prediction import predict, write_table
+
+    model, ds = _model_and_data(args, for_prediction=True)
+    table = predict(model, ds, args.split, mode=args.mode, rate=args.test_rate, protocol=args.protocol,
+                    eval_seed=args.eval_seed, batch_size=args.batch_size, amp=args.amp, progress=not args.quiet)
+    path = write_table(table, args.out)
+    counts = table["mode_name"].value_counts().to_dict()
+    print(f"wrote {path}: {len(table)} predictions; modes used: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if "label" in table.columns and table["label"].notna().any():
+        print(f"(labels present for {int(table['label'].notna().sum())} samples: `mplmm evaluate` scores them)")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explanation import explain
+
+    model, ds = _model_and_data(args, for_prediction=True)
+    result = explain(model, ds, args.ids, args.out, methods=args.methods, n_steps=args.ig_steps)
+    for r in result["samples"]:
+        pred = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in r["prediction"].items()
+                         if not k.startswith("prob_"))
+        print(f"{r['id']} ({r['split']}): has {'+'.join(r['present'])}, mode {r['mode']} ({r['mode_name']}), {pred}")
+    print(f"wrote {result['html']} and {result['json']} (offline page)")
+    return 0
+
+
 def cmd_synth(args) -> int:
     from .data import make_synthetic, save_dataset
 
@@ -178,8 +247,9 @@ def cmd_import(args) -> int:
     from .data.importer import import_features
 
     path, ds = import_features(args.labels, args.text, args.audio, args.vision, args.out, name=args.name,
-                               seq_lens=tuple(args.seq_lens) if args.seq_lens else None, **_label_flags(args))
-    sizes = ", ".join(f"{k} {v}" for k, v in ds.summary()["sizes"].items())
+                               seq_lens=tuple(args.seq_lens) if args.seq_lens else None,
+                               drop_empty=args.drop_empty, **_label_flags(args))
+    sizes = "; ".join(f"{k} {len(ds[k])} ({v})" for k, v in ds.presence_summary().items())
     print(f"wrote {path}: {sizes}; dims {ds.dims}, seq_lens {ds.seq_lens} (lengths recorded)")
     for note in ds.notes:
         print(f"  {note}")
@@ -263,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the reference README uses 0.7 for prompt tuning)")
     t.add_argument("--test_rate", type=float, default=None,
                    help="missing rate of the fixed valid/test masks (default: same as --drop_rate)")
-    t.add_argument("--protocol", default="modality", choices=("modality", "entry", "frame"),
-                   help="missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR)")
+    t.add_argument("--protocol", default="modality", choices=PROTOCOLS,
+                   help="missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR), observed (no "
+                        "simulated drops: the data as it is)")
     t.add_argument("--name", default=None, help="run name (folder under runs/ unless --out is given)")
     t.add_argument("--out", default=None, help="output folder (best.pt, last.pt, metrics.json, history.csv)")
     t.add_argument("--seed", type=int, default=666, help="training seed (reference default 666)")
@@ -315,11 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_data_flags(p)
         p.add_argument("checkpoint", help="best.pt written by train")
         p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split (default test)")
-        p.add_argument("--protocol", default="modality", choices=("modality", "entry", "frame"), help="protocol")
+        p.add_argument("--protocol", default="modality", choices=PROTOCOLS,
+                       help="protocol of the simulated drops (observed: none, the data as it is)")
         p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
         p.add_argument("--out", default=None, help="where to write results")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+        p.add_argument("--amp", action="store_true",
+                       help="bfloat16 autocast for inference on CUDA and on CPUs with native bfloat16 (AVX512-BF16/"
+                            "AMX); fp32 elsewhere")
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint at one test missing rate or mode")
     add_eval_flags(e)
@@ -333,6 +407,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test missing rates (default 0.0 0.1 ... 1.0)")
     c.add_argument("--mask_seeds", type=int, nargs="+", default=[0, 1, 2], help="mask seeds (default 0 1 2)")
     c.set_defaults(func=cmd_curve)
+
+    pr = sub.add_parser("predict", help="one row per sample of a (new, unlabeled) file: mode used, prediction -> "
+                        "CSV / Parquet / JSON lines")
+    _add_data_flags(pr)
+    pr.add_argument("checkpoint", help="best.pt written by train (it carries the training preprocessing)")
+    pr.add_argument("--split", default="all", help="train, valid, test, unsplit or all (default: every split)")
+    pr.add_argument("--out", required=True, help="predictions file: .csv, .parquet or .jsonl")
+    pr.add_argument("--mode", type=int, default=None, choices=range(7),
+                    help="what-if: force one missing mode 0..6 (never a modality a sample lacks)")
+    pr.add_argument("--test_rate", type=float, default=0.0, help="what-if: simulated missing rate (default 0)")
+    pr.add_argument("--protocol", default="modality", choices=[p for p in PROTOCOLS if p != "frame"],
+                    help="protocol of the what-if drops (default modality)")
+    pr.add_argument("--eval_seed", type=int, default=0, help="seed of the what-if drops (default 0)")
+    pr.add_argument("--batch_size", type=int, default=64,
+                    help="samples per forward pass (default 64; memory grows with it)")
+    pr.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA and on CPUs with native bfloat16")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("explain", help="one offline HTML page (+ JSON) explaining chosen samples: prediction per "
+                        "missing mode, modality importance, time-step attributions")
+    _add_data_flags(ex)
+    ex.add_argument("checkpoint", help="best.pt written by train")
+    ex.add_argument("--ids", nargs="+", required=True, help="sample ids to explain")
+    ex.add_argument("--out", required=True, help="folder for explain.html and explain.json")
+    ex.add_argument("--methods", nargs="+", default=["ig", "occlusion"], choices=("ig", "occlusion"),
+                    help="time-step attribution methods (default both; ig needs proj_l/a/v)")
+    ex.add_argument("--ig_steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
+    ex.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("synth", help="write a synthetic dataset in a chosen format")
     s.add_argument("--kind", default="mosi", choices=("mosi", "mosei", "sims", "iemocap"), help="shape to mimic")
@@ -351,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
         i.add_argument(f"--{m}", required=True, help=f"{m} features: a folder of <id>.npy files ((T, D) or (D,)) "
                        "or an .npz archive with one entry per id")
     i.add_argument("--out", required=True, help="the .npz to write")
+    i.add_argument("--drop_empty", action="store_true",
+                   help="drop ids without any modality (default: a one-line error naming the first)")
     i.add_argument("--name", default=None, help="dataset name (default: the output file's stem)")
     i.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
                    help="truncate/pad to these lengths (default: the longest utterance per modality)")

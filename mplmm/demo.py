@@ -29,9 +29,9 @@ def load_or_train_demo(checkpoint: str, ds: MultimodalDataset, output_dir: Union
     saved under ``output_dir`` (``demo_mult.pt``, ``demo_mplmm.pt``). Returns ``(model in eval mode, info)``.
     """
     if checkpoint:
-        model, ckpt = load_model(checkpoint, device=device, data=ds)
-        return model, {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "trained_here": False,
-                       "test": ckpt.get("test")}
+        model = load_model(checkpoint, device=device, data=ds)
+        return model, {"checkpoint": str(checkpoint), "model": model.checkpoint["model_name"], "trained_here": False,
+                       "test": model.checkpoint.get("test")}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg_model = dict(DEMO_MODEL_CONFIG if model_config is None else model_config)
@@ -39,12 +39,12 @@ def load_or_train_demo(checkpoint: str, ds: MultimodalDataset, output_dir: Union
                       device=device, progress=False)
     r1 = train(pre, ds)
     pre_path = save_checkpoint(out / "demo_mult.pt", r1.model, train_config=asdict(pre), test=r1.metrics["test"],
-                               data=ds.signature())
+                               data=ds.signature(), preprocessing=ds.preprocessing)
     tune = TrainConfig(model="mplmm", model_config=cfg_model, epochs=int(prompt_epochs), seed=int(seed),
                        device=device, train_rate=float(train_rate), pretrained=str(pre_path), progress=False)
     r2 = train(tune, ds)
     path = save_checkpoint(out / "demo_mplmm.pt", r2.model, train_config=asdict(tune), test=r2.metrics["test"],
-                           data=ds.signature(),
+                           data=ds.signature(), preprocessing=ds.preprocessing,
                            frozen=[n for n, p in r2.model.named_parameters() if not p.requires_grad])
     return r2.model.eval(), {"checkpoint": str(path), "model": "mplmm", "trained_here": True,
                              "pretrain_test": r1.metrics["test"], "test": r2.metrics["test"]}

@@ -11,10 +11,12 @@
 * Curves and tables — :func:`robustness_curve`, :func:`per_mode_table`, :func:`area_under_curve`.
 * Per-sample — :func:`predictions_frame` and :func:`evaluate_missing` (the live missing-rate / mode explorer).
 
-Every function that runs the model takes ``amp`` (bfloat16 autocast on CUDA) or runs in fp32.
+Every function that runs the model takes ``amp`` (bfloat16 autocast on CUDA, and on CPUs with native bfloat16:
+:func:`mplmm.utils.amp_active`) or runs in fp32.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -28,7 +30,7 @@ from .errors import ConfigError
 from .losses import criterion_for, loss_target
 from .missing import MissingMasks, MissingSpec, eval_masks, mode_counts
 from .models.base import MissingModalityModel
-from .utils import model_device, resolve_device
+from .utils import autocast_for, model_device, resolve_device
 
 DEFAULT_RATES: tuple[float, ...] = tuple(round(r, 1) for r in np.linspace(0, 1, 11))
 
@@ -37,7 +39,9 @@ DEFAULT_RATES: tuple[float, ...] = tuple(round(r, 1) for r in np.linspace(0, 1, 
 # prediction and scoring
 # ----------------------------------------------------------------------------------------------------------------------
 class SplitTensors:
-    """A split's arrays as tensors on one device, batched by index."""
+    """A split's arrays as tensors on one device, batched by index: features, labels, per-sample lengths ``(N, 3)``
+    (None when the split records none: models then read every step, as the reference does) and, on the host, what
+    is really recorded (``present`` ``(N, 3)``, ``observed`` modes)."""
 
     def __init__(self, split: Split, device: torch.device) -> None:
         self.x = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
@@ -45,10 +49,31 @@ class SplitTensors:
         self.y = torch.as_tensor(split.labels, device=device)
         self.ids = split.ids
         self.n = len(split)
+        self.present = np.asarray(split.present, dtype=bool)
+        self.observed = split.observed_modes()
+        mat = split.length_matrix()
+        self.lengths = None if mat is None else torch.as_tensor(mat, device=device)
 
     def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Features and labels of rows ``idx`` (a device index tensor, or a slice: views, no copies)."""
         return [x[idx] for x in self.x], self.y[idx]
+
+    def lengths_of(self, idx: torch.Tensor | slice) -> Optional[torch.Tensor]:
+        """Lengths ``(B, 3)`` of rows ``idx`` (None when the split records none)."""
+        return None if self.lengths is None else self.lengths[idx]
+
+    @property
+    def all_present(self) -> bool:
+        """True when every sample has every modality."""
+        return bool(self.present.all())
+
+
+def run_model(model: MissingModalityModel, x: Sequence[torch.Tensor], modes: torch.Tensor,
+              frames: Optional[dict] = None, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``model(text, audio, vision, modes, frame_masks, lengths=...)``: the one way batches enter a model."""
+    if lengths is None:
+        return model(*x, modes, frames)
+    return model(*x, modes, frames, lengths=lengths)
 
 
 def frames_on(frame: Optional[dict], device: torch.device) -> Optional[dict]:
@@ -69,19 +94,31 @@ def predict(model: MissingModalityModel, data: SplitTensors, masks: MissingMasks
     modes = torch.as_tensor(masks.modes, device=device)
     frames = frames_on(masks.frame_masks, device)
     out = []
-    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
+    with torch.no_grad(), autocast_for(device, amp):
         for start in range(0, data.n, batch_size):
             rows = slice(start, min(start + batch_size, data.n))
             x, _ = data.batch(rows)
-            out.append(model(*x, modes[rows], frame_rows(frames, rows)).float())
+            out.append(run_model(model, x, modes[rows], frame_rows(frames, rows), data.lengths_of(rows)).float())
     return torch.cat(out).cpu().numpy()  # one copy to the host
 
 
+def labelled_rows(ds: MultimodalDataset, labels: Any) -> np.ndarray:
+    """bool ``(N,)``: rows that have a label (NaN regression labels and class -1 mean none: data for prediction)."""
+    y = np.asarray(labels)
+    return np.isfinite(y) if ds.task == "regression" else y >= 0
+
+
 def score_predictions(ds: MultimodalDataset, pred: np.ndarray, labels: Any) -> dict[str, float]:
-    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``.
+    """Loss and the dataset's metrics for raw model outputs ``pred`` ``(N, output_dim)`` against ``labels`` ``(N,)``
+    (rows without a label are left out; none at all: an empty dict).
 
     The one place where predictions become numbers: training, evaluation, curves and widgets all call it.
     """
+    keep = labelled_rows(ds, labels)
+    if not keep.all():
+        if not keep.any():
+            return {}
+        pred, labels = np.asarray(pred)[keep], np.asarray(labels)[keep]
     y = torch.as_tensor(np.asarray(labels))
     loss = float(criterion_for(ds)(torch.as_tensor(pred), loss_target(y, ds.task)))
     return {"loss": loss, **M.dataset_metrics(ds, pred, y.numpy())}
@@ -102,13 +139,19 @@ def _scored(ds: MultimodalDataset, pred: np.ndarray, data: SplitTensors, masks: 
 
 
 def evaluate_model(model: MissingModalityModel, ds: MultimodalDataset, spec: MissingSpec, split: str = "test",
-                   device: str = "auto", data: Optional[SplitTensors] = None, amp: bool = False) -> dict:
-    """Metrics of ``model`` on ``split`` under the fixed masks of ``spec`` (+ implied missing fractions)."""
+                   device: str = "auto", data: Optional[SplitTensors] = None, amp: bool = False,
+                   by_pattern: bool = False) -> dict:
+    """Metrics of ``model`` on ``split`` under the fixed masks of ``spec`` (+ implied missing fractions); with
+    ``by_pattern`` also ``"by_pattern"``: the records of :func:`pattern_table` (metrics per observed pattern)."""
     dev = resolve_device(device)
     model.to(dev)
     data = data or SplitTensors(ds[split], dev)
-    masks = eval_masks(spec, ds[split].ids, split, ds.seq_lens)
-    return _scored(ds, predict(model, data, masks, amp=amp), data, masks)
+    masks = eval_masks(spec, ds[split], split, ds.seq_lens)
+    pred = predict(model, data, masks, amp=amp)
+    result = _scored(ds, pred, data, masks)
+    if by_pattern:
+        result["by_pattern"] = pattern_table(ds, pred, data.y.cpu().numpy(), masks).to_dict("records")
+    return result
 
 
 class ModePredictions:
@@ -133,8 +176,8 @@ class ModePredictions:
     def mode(self, k: int) -> np.ndarray:
         """Predictions ``(N, output_dim)`` with every sample in mode ``k`` (one forward pass, then cached)."""
         k = int(k)
-        if k not in self.passes:
-            masks = eval_masks(MissingSpec(force_mode=k), self.data.ids, self.split)
+        if k not in self.passes:  # every sample in mode k, or in what it has of mode k (effective_modes)
+            masks = eval_masks(MissingSpec(force_mode=k), self.data.ids, self.split, present=self.data.present)
             self.passes[k] = predict(self.model, self.data, masks, amp=self.amp)
         return self.passes[k]
 
@@ -156,7 +199,7 @@ class ModePredictions:
 
     def evaluate(self, spec: MissingSpec) -> dict:
         """As :func:`evaluate_model` for this model and split."""
-        masks = eval_masks(spec, self.data.ids, self.split, self.ds.seq_lens)
+        masks = eval_masks(spec, self.data.ids, self.split, self.ds.seq_lens, present=self.data.present)
         return _scored(self.ds, self.predict(masks), self.data, masks)
 
 
@@ -201,12 +244,17 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
 def per_mode_table(model: MissingModalityModel, ds: MultimodalDataset, split: str = "test",
                    device: str = "auto", amp: bool = False, *, cached: bool = True,
                    cache: Optional[ModePredictions] = None) -> pd.DataFrame:
-    """One row per missing mode 0..6 (every sample forced into that mode); ``cache`` as in :func:`robustness_curve`."""
+    """One row per missing mode 0..6 (every sample forced into that mode, as far as it has the modalities: a sample
+    never gains one it lacks; ``n_in_mode`` counts those really in the mode); ``cache`` as in
+    :func:`robustness_curve`."""
     evaluator = _cache_for(model, ds, split, device, cached, cache, amp)
     rows = []
     for mode in range(N_MODES):
-        res = evaluator.evaluate(MissingSpec("modality", 1.0 if mode < 6 else 0.0, 0, force_mode=mode))
-        rows.append({"mode": mode, "mode_name": MODE_NAMES[mode], "split": split, **res})
+        spec = MissingSpec("modality", 1.0 if mode < 6 else 0.0, 0, force_mode=mode)
+        res = evaluator.evaluate(spec)
+        ran = eval_masks(spec, ds[split].ids, split, present=ds[split].present).modes
+        rows.append({"mode": mode, "mode_name": MODE_NAMES[mode], "split": split,
+                     "n_in_mode": int((ran == mode).sum()), **res})  # samples lacking a modality keep their own
     return pd.DataFrame(rows)
 
 
@@ -223,6 +271,25 @@ def area_under_curve(curve: pd.DataFrame, metric: str) -> float:
 # ----------------------------------------------------------------------------------------------------------------------
 # per-sample predictions and the live explorer
 # ----------------------------------------------------------------------------------------------------------------------
+def pattern_table(ds: MultimodalDataset, pred: np.ndarray, labels: Any, masks: MissingMasks) -> pd.DataFrame:
+    """Metrics for each **observed** missing pattern (what the samples really have, before any simulated drop):
+    ``pattern`` (mode name), ``observed_mode``, ``n`` (samples), ``n_labelled`` and the dataset's metrics
+    (groups of fewer than two labelled samples get counts only)."""
+    observed = np.full(len(masks), COMPLETE_MODE) if masks.observed is None else np.asarray(masks.observed)
+    keep = labelled_rows(ds, labels)
+    rows = []
+    for k in sorted(set(observed.tolist()), key=lambda m: (m != COMPLETE_MODE, m)):
+        sel = observed == k
+        row = {"pattern": MODE_NAMES[k], "observed_mode": int(k), "n": int(sel.sum()),
+               "n_labelled": int((sel & keep).sum())}
+        if row["n_labelled"] >= 2:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row.update(score_predictions(ds, np.asarray(pred)[sel], np.asarray(labels)[sel]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def prediction_table(ds: MultimodalDataset, split: str, masks: MissingMasks, pred: np.ndarray) -> pd.DataFrame:
     """id, mode, truth and pred (output 0 for regression, the arg-max class otherwise) per sample of ``split``."""
     frame = pd.DataFrame({"id": ds[split].ids, "mode": masks.modes, "truth": ds[split].labels})
@@ -237,7 +304,7 @@ def predictions_frame(model: MissingModalityModel, ds: MultimodalDataset, spec: 
     dev = resolve_device(device)
     model.to(dev)
     data = SplitTensors(ds[split], dev)
-    masks = eval_masks(spec, ds[split].ids, split, ds.seq_lens)
+    masks = eval_masks(spec, ds[split], split, ds.seq_lens)
     return prediction_table(ds, split, masks, predict(model, data, masks, amp=amp))
 
 
@@ -275,6 +342,7 @@ def evaluate_missing(model: MissingModalityModel, ds: MultimodalDataset, split: 
 
 __all__ = [
     "DEFAULT_RATES", "ModePredictions", "SplitTensors", "area_under_curve", "evaluate_missing", "evaluate_model",
-    "evaluate_split", "frame_rows", "frames_on", "per_mode_table", "predict", "predict_all_modes", "prediction_table",
-    "predictions_frame", "robustness_curve", "score_predictions",
+    "evaluate_split", "frame_rows", "frames_on", "labelled_rows", "pattern_table", "per_mode_table", "predict",
+    "predict_all_modes", "prediction_table", "predictions_frame", "robustness_curve", "run_model",
+    "score_predictions",
 ]

@@ -18,6 +18,13 @@ Protocols (``rate`` = r or p):
   keeps the missing set nested in r).
 * ``"frame"`` (EMT-DLFR): all samples keep mode 6; each time step of each modality is dropped i.i.d. with
   probability r (kept iff its uniform ``>= r``), see :func:`draw_frame_masks`.
+* ``"observed"``: no simulated drop (the rate is ignored): every sample keeps what was really recorded.
+
+**Real absence.** A dataset records which modalities each sample really has (``Split.present``). The mode a sample
+is evaluated or trained in is :func:`effective_modes`: the intersection of what is present and what the protocol
+keeps, so a simulated mask never restores an absent modality. When the intersection is empty (the protocol drops
+the only modalities a sample has), the sample keeps what it has. For fully present data the modes are the drawn
+ones, unchanged.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PROTOCOLS: tuple[str, str, str] = ("modality", "entry", "frame")
+PROTOCOLS: tuple[str, ...] = ("modality", "entry", "frame", "observed")
 
 #: (7, 3) bool table: row = mode, columns = present flags (text, audio, vision).
 PRESENT_TABLE: np.ndarray = np.array(PRESENT_ROWS, dtype=bool)
@@ -123,7 +130,7 @@ def draw_modes(spec: MissingSpec, ids: Union[Sequence[Any], np.ndarray], split: 
     if spec.force_mode is not None:
         _as_id_list(ids)  # validate shape
         return np.full(n, spec.force_mode, dtype=np.int64)
-    if spec.protocol == "frame" or n == 0:
+    if spec.protocol in ("frame", "observed") or n == 0:
         _as_id_list(ids)
         return np.full(n, COMPLETE_MODE, dtype=np.int64)
     if spec.protocol == "modality":
@@ -155,6 +162,26 @@ def present_matrix_to_modes(present: np.ndarray) -> np.ndarray:
     if (modes < 0).any():
         raise ValueError("present_matrix_to_modes: a sample has all three modalities missing")
     return modes
+
+
+def effective_modes(modes: Any, present: Optional[np.ndarray]) -> np.ndarray:
+    """The mode each sample really runs in: the modalities its (simulated) mode keeps that were also recorded.
+
+    ``present`` ``(N, 3)`` bool (None: everything recorded, ``modes`` unchanged). Where the two share no modality,
+    the sample keeps its recorded ones: a simulation never removes a sample's last modality.
+    """
+    modes = _check_modes(modes)
+    if present is None:
+        return modes
+    present = np.asarray(present, dtype=bool)
+    if present.shape != (modes.shape[0], 3):
+        raise ValueError(f"present must have shape ({modes.shape[0]}, 3), got {present.shape}")
+    if present.all():
+        return modes
+    keep = PRESENT_TABLE[modes] & present
+    empty = ~keep.any(axis=1)
+    keep[empty] = present[empty]
+    return present_matrix_to_modes(keep)
 
 
 def _check_modes(modes: Any) -> np.ndarray:
@@ -265,10 +292,13 @@ def expected_missing_fraction(protocol: str, rate: float) -> float:
     * modality: p/2 (a missing sample lacks 1 or 2 of 3 modalities with equal probability → 1.5/3);
     * entry: r − r³/3 (each modality drawn missing w.p. r; when all three are drawn missing, probability r³, one of
       the three — each with probability 1/3 — is restored);
-    * frame: r (fraction of dropped frames).
+    * frame: r (fraction of dropped frames);
+    * observed: 0 (nothing is simulated).
     """
     spec = MissingSpec(protocol, rate)
     p = spec.rate
+    if protocol == "observed":
+        return 0.0
     if protocol == "modality":
         return p / 2.0
     if protocol == "entry":
@@ -340,6 +370,8 @@ class MissingMasks:
     split: str
     frame_masks: Optional[dict[str, np.ndarray]] = None
     ids: Optional[np.ndarray] = None
+    #: the mode of what each sample really has (6 = complete; None: everything recorded)
+    observed: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(np.asarray(self.modes).shape[0])
@@ -363,6 +395,7 @@ class MissingMasks:
             "frame_masks": None if self.frame_masks is None
             else {m: np.asarray(v).astype(bool).tolist() for m, v in self.frame_masks.items()},
             "ids": None if self.ids is None else [str(x) for x in np.asarray(self.ids).tolist()],
+            "observed": None if self.observed is None else np.asarray(self.observed).astype(int).tolist(),
         }
 
     def save(self, path: Union[str, Path]) -> Path:
@@ -377,6 +410,8 @@ class MissingMasks:
         }
         if self.ids is not None:
             arrays["ids"] = np.asarray([str(x) for x in np.asarray(self.ids).tolist()], dtype=str)
+        if self.observed is not None:
+            arrays["observed"] = np.asarray(self.observed, dtype=np.int64)
         if self.frame_masks is not None:
             for m, v in self.frame_masks.items():
                 arrays[f"frame__{m}"] = np.asarray(v, dtype=bool)
@@ -396,6 +431,7 @@ class MissingMasks:
                 split=str(z["split"]),
                 frame_masks=frames or None,
                 ids=z["ids"] if "ids" in z.files else None,
+                observed=z["observed"] if "observed" in z.files else None,
             )
 
 
@@ -404,29 +440,36 @@ def eval_masks(
     split_obj_or_ids: Any,
     split: str,
     seq_lens: Optional[Union[Mapping[str, int], Sequence[int]]] = None,
+    present: Optional[np.ndarray] = None,
 ) -> MissingMasks:
     """Modes (and, for the frame protocol, frame masks) for one split.
 
-    ``split_obj_or_ids`` is a :class:`mplmm.data.schema.Split` (its ``ids``; ``seq_lens`` default to its array
-    lengths) or a 1-D sequence of ids.  ``seq_lens`` is required for the frame protocol when ids are given.
+    ``split_obj_or_ids`` is a :class:`mplmm.data.schema.Split` (its ``ids`` and ``present``; ``seq_lens`` default to
+    its array lengths) or a 1-D sequence of ids (then ``present``, ``(N, 3)``, says what is really recorded).
+    ``seq_lens`` is required for the frame protocol when ids are given. The modes are :func:`effective_modes` of the
+    drawn ones: never a modality the sample does not have.
     """
     if hasattr(split_obj_or_ids, "ids") and hasattr(split_obj_or_ids, "text"):
         ids = np.asarray(split_obj_or_ids.ids)
+        if present is None:
+            present = getattr(split_obj_or_ids, "present", None)
         if seq_lens is None:
             seq_lens = [int(split_obj_or_ids.modality(m).shape[1]) for m in MODALITIES]
     else:
         ids = np.asarray(split_obj_or_ids)
-    modes = draw_modes(spec, ids, split)
+    modes = effective_modes(draw_modes(spec, ids, split), present)
+    observed = None if present is None or np.asarray(present).all() else present_matrix_to_modes(present)
     frames = None
     if spec.protocol == "frame":
         if seq_lens is None:
             raise ValueError("eval_masks: the frame protocol needs seq_lens (T_text, T_audio, T_vision)")
         frames = draw_frame_masks(spec, ids, split, seq_lens)
-    return MissingMasks(modes=modes, spec=spec, split=split, frame_masks=frames, ids=ids)
+    return MissingMasks(modes=modes, spec=spec, split=split, frame_masks=frames, ids=ids, observed=observed)
 
 
 __all__ = [
     "PROTOCOLS", "PRESENT_TABLE", "MissingSpec", "MissingMasks", "hash_uint64", "sample_uniforms", "draw_modes",
+    "effective_modes",
     "draw_frame_masks", "epoch_spec", "present_matrix", "present_matrix_to_modes", "missing_entry_fraction",
     "expected_missing_fraction", "mode_counts", "apply_missing_torch", "present_table", "eval_masks",
 ]

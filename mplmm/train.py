@@ -32,11 +32,13 @@ from torch import nn
 from . import metrics as M
 from .checkpoint import CheckpointError, check_config, read_checkpoint, save_checkpoint
 from .constants import COMPLETE_MODE
-from .data.schema import MultimodalDataset
+from .data.schema import DataError, MultimodalDataset, presence_text
 from .errors import ConfigError, check_number, unknown_keys_message
-from .evaluate import SplitTensors, evaluate_split, frame_rows, frames_on
+from .evaluate import (SplitTensors, evaluate_split, frame_rows, frames_on, pattern_table, predict,
+                       score_predictions)
 from .losses import criterion_for, loss_target
-from .missing import PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, draw_modes, epoch_spec, eval_masks
+from .missing import (PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, draw_modes, effective_modes, epoch_spec,
+                      eval_masks)
 from .models import create_model
 from .models.base import MissingModalityModel
 from .runs import write_metrics
@@ -212,6 +214,7 @@ class _Run:
     config_dict: dict
     data_sig: dict
     frozen: list[str]
+    train_rows: np.ndarray  # the training samples used (all, or the complete ones: see complete_only)
     start_epoch: int = 1
     history: list[dict] = field(default_factory=list)
     best_score: Optional[float] = None
@@ -242,10 +245,28 @@ def _setup(cfg: TrainConfig, ds: MultimodalDataset, out: Optional[Path]) -> _Run
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=cfg.when, factor=cfg.lr_factor)
     data = {s: SplitTensors(ds[s], device) for s in ("train", "valid", "test")}
     espec = cfg.eval_spec()
-    masks = {s: eval_masks(espec, ds[s].ids, s, ds.seq_lens) for s in ("valid", "test")}
+    masks = {s: eval_masks(espec, ds[s], s, ds.seq_lens) for s in ("valid", "test")}
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     return _Run(cfg, ds, out, device, model, transfer, criterion_for(ds), params, opt, sched, data, masks,
-                asdict(cfg), ds.signature(), frozen)
+                asdict(cfg), ds.signature(), frozen, training_rows(model, ds))
+
+
+def complete_only(model: MissingModalityModel) -> bool:
+    """True for models trained on complete samples only: those that ignore ``modes`` (plain ``mult``: an absent
+    modality would reach it as zeros labelled present) and those trained on complete data (``mult_zero``)."""
+    return not getattr(model, "reads_modes", True) or bool(getattr(model, "train_on_complete", False))
+
+
+def training_rows(model: MissingModalityModel, ds: MultimodalDataset) -> np.ndarray:
+    """Indices of the training samples ``model`` trains on: all, or the complete ones (:func:`complete_only`)."""
+    train = ds["train"]
+    if not complete_only(model):
+        return np.arange(len(train))
+    rows = np.flatnonzero(train.present.all(axis=1))
+    if not len(rows):
+        raise DataError(f"{ds.source} [train]: model {model.registry_name!r} trains on complete samples only, and "
+                        f"no training sample has all three modalities ({presence_text(train.present)})")
+    return rows
 
 
 def _resume(run: _Run) -> None:
@@ -291,12 +312,12 @@ def _run_epochs(run: _Run, callback: Optional[Callable[[dict], Any]]) -> bool:
 def _epoch_masks(run: _Run, epoch: int) -> tuple[torch.Tensor, Optional[dict]]:
     """This epoch's training modes ``(N,)`` and frame masks on the device (complete data for ``train_on_complete``
     models)."""
-    cfg, ids = run.cfg, run.ds["train"].ids
+    cfg, train = run.cfg, run.ds["train"]
     spec = epoch_spec(cfg.train_spec(), epoch)
     if getattr(run.model, "train_on_complete", False):
         spec = MissingSpec(cfg.protocol, 0.0, spec.seed)
-    modes = draw_modes(spec, ids, "train")
-    frames = draw_frame_masks(spec, ids, "train", run.ds.seq_lens) if cfg.protocol == "frame" else None
+    modes = effective_modes(draw_modes(spec, train.ids, "train"), train.present)
+    frames = draw_frame_masks(spec, train.ids, "train", run.ds.seq_lens) if cfg.protocol == "frame" else None
     return torch.as_tensor(modes, device=run.device), frames_on(frames, run.device)
 
 
@@ -306,17 +327,24 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, dict[str, float]]:
     cfg, model, device, data = run.cfg, run.model, run.device, run.data["train"]
     model.train()
     modes_all, frames = _epoch_masks(run, epoch)
+    observed = None if data.all_present else torch.as_tensor(data.observed, device=device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    order = torch.randperm(data.n, generator=gen).to(device)
+    n_rows = len(run.train_rows)
+    order = torch.randperm(n_rows, generator=gen)
+    if n_rows != data.n:  # complete samples only: the same shuffle over the rows that are used
+        order = torch.as_tensor(run.train_rows)[order]
+    order = order.to(device)
     check_every = 1 if device.type == "cpu" else FINITE_CHECK_STEPS
     total, parts_sum, seen = torch.zeros((), dtype=torch.float64, device=device), {}, 0
-    for step, start in enumerate(range(0, data.n, cfg.batch_size)):
+    for step, start in enumerate(range(0, n_rows, cfg.batch_size)):
         idx = order[start:start + cfg.batch_size]
         x, y = data.batch(idx)
         run.opt.zero_grad(set_to_none=True)
+        extra = {k: v for k, v in (("lengths", data.lengths_of(idx)),
+                                   ("observed_modes", None if observed is None else observed[idx])) if v is not None}
         with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             loss, _, parts = model.compute_loss(*x, modes_all[idx], loss_target(y, run.ds.task), run.criterion,
-                                                frame_rows(frames, idx))
+                                                frame_rows(frames, idx), **extra)
         total = total + loss.detach().double() * len(idx)
         seen += len(idx)
         if (step + 1) % check_every == 0:
@@ -329,13 +357,13 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, dict[str, float]]:
             v = v.double() if isinstance(v, torch.Tensor) else v
             parts_sum[k] = parts_sum.get(k, 0.0) + v * len(idx)
     _check_finite(total, seen, epoch)
-    return float(total) / data.n, {k: float(v) / data.n for k, v in parts_sum.items() if k != "task"}
+    return float(total) / n_rows, {k: float(v) / n_rows for k, v in parts_sum.items() if k != "task"}
 
 
 def _validate(run: _Run, epoch: int, train_loss: float, parts: dict[str, float], t0: float) -> dict:
     """Validate, step the scheduler, keep the best weights (``best.pt``) and append the epoch's history row."""
     cfg = run.cfg
-    valid = evaluate_split(run.model, run.ds, run.data["valid"], run.masks["valid"], amp=cfg.amp)
+    valid = evaluate_split(run.model, run.ds, run.data["valid"], run.masks["valid"], amp=_eval_amp(run))
     run.sched.step(valid["loss"])
     row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"],
            **{f"valid_{k}": v for k, v in valid.items() if k != "loss"},
@@ -349,7 +377,7 @@ def _validate(run: _Run, epoch: int, train_loss: float, parts: dict[str, float],
         run.best_state = copy.deepcopy(run.model.state_dict())
         if run.out is not None:
             save_checkpoint(run.out / "best.pt", run.model, train_config=run.config_dict, epoch=epoch,
-                            frozen=run.frozen, valid=valid, data=run.data_sig)
+                            frozen=run.frozen, valid=valid, data=run.data_sig, preprocessing=run.ds.preprocessing)
     else:
         run.since_best += 1
     row["best"] = improved
@@ -357,12 +385,17 @@ def _validate(run: _Run, epoch: int, train_loss: float, parts: dict[str, float],
     return row
 
 
+def _eval_amp(run: _Run) -> bool:
+    """bf16 autocast for evaluation inside training: on CUDA only (as training itself), never on a CPU."""
+    return run.cfg.amp and run.device.type == "cuda"
+
+
 def _save_last(run: _Run, epoch: int) -> None:
     """``last.pt``: everything :func:`_resume` needs to continue after ``epoch``."""
     if run.out is None:
         return
     save_checkpoint(run.out / "last.pt", run.model, train_config=run.config_dict, epoch=epoch, frozen=run.frozen,
-                    data=run.data_sig,
+                    data=run.data_sig, preprocessing=run.ds.preprocessing,
                     optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
                     rng=rng_state(run.device), history=run.history, best_score=run.best_score,
                     since_best=run.since_best)
@@ -377,12 +410,18 @@ def _finish(run: _Run, stopped: bool) -> TrainResult:
     hist = pd.DataFrame(run.history)
     best_epoch = int(hist.loc[hist["best"], "epoch"].iloc[-1]) if len(hist) else 0
     splits = ("valid", "test") if run.cfg.evaluate_test else ("valid",)
-    final = {s: evaluate_split(model, run.ds, run.data[s], masks[s], amp=run.cfg.amp) for s in splits}
+    final, patterns = {}, {}
+    for s in splits:
+        pred = predict(model, run.data[s], masks[s], amp=_eval_amp(run))
+        final[s] = score_predictions(run.ds, pred, run.data[s].y.cpu())
+        patterns[s] = pattern_table(run.ds, pred, run.data[s].y.cpu().numpy(), masks[s]).to_dict("records")
     final.setdefault("test", {})  # not evaluated (tuning): nothing of the test split was read
     result = _metrics(run, hist, best_epoch, stopped, final)
+    result["by_pattern"] = patterns  # metrics per observed missing pattern (what the samples really have)
     if run.out is not None:
         save_checkpoint(run.out / "best.pt", model, train_config=run.config_dict, epoch=best_epoch,
-                        frozen=run.frozen, valid=final["valid"], test=final["test"], data=run.data_sig)
+                        frozen=run.frozen, valid=final["valid"], test=final["test"], data=run.data_sig,
+                        preprocessing=run.ds.preprocessing)
         write_metrics(run.out, result)  # the run-folder contract: schema-stamped metrics.json
         atomic_write(run.out / "history.csv", lambda fh: fh.write(hist.to_csv(index=False).encode("utf-8")))
         for s, mk in masks.items():
@@ -403,6 +442,10 @@ def _metrics(run: _Run, hist: pd.DataFrame, best_epoch: int, stopped: bool, fina
         "transfer": run.transfer,
         "best_epoch": best_epoch,
         "epochs_run": len(hist),
+        "train_samples": {"used": int(len(run.train_rows)), "total": len(run.ds["train"]),
+                          "complete": int(run.ds["train"].present.all(axis=1).sum()),
+                          "complete_only": complete_only(model)},
+        "presence": run.ds.presence_summary(),
         "early_stopped": stopped,
         "select_metric": cfg.select_metric,
         "eval_spec": cfg.eval_spec().to_dict(),

@@ -80,6 +80,34 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def native_bf16() -> bool:
+    """True on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16 in ``/proc/cpuinfo``; elsewhere
+    oneDNN's own check). Inference under bf16 autocast is faster there; elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if flags:
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_active(device: torch.device | str, amp: bool) -> bool:
+    """Whether ``amp`` (bfloat16 autocast) really applies on ``device``: always on CUDA, on CPUs only with native
+    bfloat16 (:func:`native_bf16`); fp32 everywhere else."""
+    dev = torch.device(device)
+    return bool(amp) and (dev.type == "cuda" or (dev.type == "cpu" and native_bf16()))
+
+
+def autocast_for(device: torch.device | str, amp: bool):
+    """The autocast context inference runs under: bfloat16 where :func:`amp_active`, else a no-op."""
+    dev = torch.device(device)
+    return torch.autocast(dev.type, torch.bfloat16, enabled=amp_active(dev, amp))
+
+
 @contextmanager
 def runtime_settings(deterministic: bool = False, tf32: bool = False) -> Iterator[None]:
     """Within the block: TF32 matmuls/convolutions on CUDA only when ``tf32``; with ``deterministic``, torch's

@@ -45,7 +45,7 @@ def _today(model, ds, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     curve = pd.DataFrame([{"rate": r, "mask_seed": s, "protocol": protocol, "split": "test",
                            **evaluate_model(model, ds, MissingSpec(protocol, r, s), "test", "cpu")}
                           for r in RATES for s in SEEDS])
-    modes = pd.DataFrame([{"mode": k, "mode_name": MODE_NAMES[k], "split": "test",
+    modes = pd.DataFrame([{"mode": k, "mode_name": MODE_NAMES[k], "split": "test", "n_in_mode": len(ds["test"]),
                            **evaluate_model(model, ds, MissingSpec("modality", float(k < 6), 0, k), "test", "cpu")}
                           for k in range(7)])
     return curve, modes

@@ -143,8 +143,15 @@ def test_ragged_sequences(tmp_path):
     ragged[:] = seqs
     d["train"]["audio"] = ragged
     path = _write(tmp_path, d)
-    with pytest.raises(DataError, match=_loc(path, "train", "audio") + r": ragged sequences: sample 0 has shape "
-                                                                       r"\(6, 3\) but sample 3 has shape \(5, 3\)"):
+    ds = _load(path)  # per-sample sequences of their own lengths: padded at the end, lengths recorded
+    assert ds["train"].audio.shape[1:] == (6, 3) and ds["train"].lengths["audio"][3] == 5
+    assert ds["train"].lengths["audio"][0] == 6 and (ds["valid"].lengths["audio"] == ds.seq_lens[1]).all()
+    seqs[3] = np.zeros((5, 4), dtype=np.float32)
+    ragged[:] = seqs
+    path = _write(tmp_path, d, "dims.pkl")
+    with pytest.raises(DataError, match=_loc(path, "train", "audio") + r": feature dims differ: the first recorded "
+                                                                       r"sample has D=3 but sample 3 has shape "
+                                                                       r"\(5, 4\)"):
         _load(path)
 
 

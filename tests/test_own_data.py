@@ -166,8 +166,24 @@ def test_import_cli_end_to_end(tmp_path, capsys):
     assert ds["test"].ids[0] == "te000" and len(ds["train"]) == O.SIZES["train"]
     one = np.load(srcs["text"] / "te000.npy")
     np.testing.assert_allclose(ds["test"].text[0, : len(one)], one)
-    (srcs["text"] / "te001.npy").unlink()
-    _one_line_exit2(capsys, argv, "(text): 1 of 80 ids have no .npy file, e.g. te001.npy")
+    (srcs["text"] / "te001.npy").unlink()  # no text recorded for te001: absent, not an error
+    np.save(srcs["vision"] / "te002.npy", np.zeros((0, ds.dims[2])))  # an empty array: absent too
+    with np.load(srcs["audio"]) as z:
+        audio = {k: z[k] for k in z.files if k != "te003"}  # te003: no audio entry
+    np.savez(srcs["audio"], **audio)
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "text: 1 of 80 ids absent" in printed and "vision: 1 of 80 ids absent" in printed
+    ds = load_dataset(out, verbose=False)
+    test = ds["test"]
+    assert test.present[1].tolist() == [False, True, True] and test.present[2].tolist() == [True, True, False]
+    assert test.present[3].tolist() == [True, False, True] and test.present[4:].all()
+    assert (test.text[1] == 0).all() and test.lengths["text"][1] == 0 and test.lengths["vision"][2] == 0
+    for m in ("text", "vision"):  # te003 has no modality at all now: one line naming it
+        (srcs[m] / "te003.npy").unlink()
+    _one_line_exit2(capsys, argv, "1 ids have no features in any modality, e.g. 'te003'")
+    assert cli_main(argv + ["--drop_empty"]) == 0
+    assert len(load_dataset(out, verbose=False)["test"]) == len(test) - 1
 
 
 def test_import_classes_and_bad_csv(tmp_path, capsys):
@@ -224,7 +240,7 @@ def test_checkpoint_that_does_not_fit_the_data(files, trained, capsys):
         load_model(trained["emo"], data=load_dataset(files["emo"], class_names=EMOTIONS, verbose=False))
     with pytest.raises(CheckpointError, match="sequence lengths .* --seq_lens"):
         load_model(trained["emo"], data=load_dataset(files["emo"], seq_lens=(6, 10, 11), verbose=False))
-    model, _ = load_model(trained["emo"], data=emo)  # fits: no error
+    model = load_model(trained["emo"], data=emo)  # fits: no error
     with pytest.raises(CheckpointError, match="does not fit dataset 'ratings'"):
         check_model_fits(model, load_dataset(files["r5"], verbose=False))
     from widgets import build_missing_explorer_panel

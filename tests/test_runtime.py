@@ -118,12 +118,19 @@ def test_nonfinite_loss_is_a_clear_error(ds):
         train(cfg, bad)
 
 
-def test_amp_is_accepted_by_evaluation_and_ignored_on_cpu(ds, tmp_path, capsys):
+def test_amp_runs_bf16_on_cpu_only_where_it_is_native(ds, tmp_path, capsys, monkeypatch):
+    import mplmm.utils as U
+
     cfg = TrainConfig(model="mult", model_config=SMALL, epochs=1, batch_size=16, progress=False)
     res = train(cfg, ds, tmp_path)
     spec = MissingSpec("modality", 0.5, 0)
-    assert evaluate_model(res.model, ds, spec, device="cpu", amp=True) == \
-        evaluate_model(res.model, ds, spec, device="cpu")
+    fp32 = evaluate_model(res.model, ds, spec, device="cpu")
+    monkeypatch.setattr(U, "native_bf16", lambda: False)  # a CPU without native bf16: --amp changes nothing
+    assert not U.amp_active("cpu", True) and evaluate_model(res.model, ds, spec, device="cpu", amp=True) == fp32
+    monkeypatch.setattr(U, "native_bf16", lambda: True)  # AVX512-BF16 / AMX: inference under bf16 autocast
+    bf16 = evaluate_model(res.model, ds, spec, device="cpu", amp=True)
+    assert U.amp_active("cpu", True) and bf16["MAE"] != fp32["MAE"] and abs(bf16["MAE"] - fp32["MAE"]) < 0.05
+    assert not U.amp_active("cpu", False)
     common = ["--dataset", "synthetic", "--seq_lens", "4", "6", "6", "--size", "0.05", "--device", "cpu", "--amp"]
     assert cli_main(["evaluate", str(tmp_path / "best.pt"), *common]) == 0
     assert cli_main(["curve", str(tmp_path / "best.pt"), *common, "--rates", "0", "1", "--mask_seeds", "0",

@@ -62,7 +62,8 @@ def test_pretrain_then_prompt_tune(ds, pretrained, tmp_path):
     key = "backbone.trans_l_mem.layers.0.fc1.weight"
     assert torch.equal(before[key], after[key])
     # the best checkpoint reloads (weights_only) into an equivalent model
-    model, ck = load_model(tmp_path / "best.pt")
+    model = load_model(tmp_path / "best.pt")
+    ck = model.checkpoint
     assert ck["test"] == pytest.approx(m["test"])
     assert (tmp_path / "masks_test.npz").is_file()
 

@@ -270,12 +270,14 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
 # (3) attention viewer
 # ----------------------------------------------------------------------------------------------------------------------
 def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mode: int = 6,
-                          module: str = "trans_l_mem", figure_widget: Optional[bool] = None) -> Panel:
+                          module: str = "trans_l_mem", figure_widget: Optional[bool] = None,
+                          sample_ids: Optional[Sequence[str]] = None) -> Panel:
     """Browse attention maps: ``sample`` (IntSlider), ``mode``, ``module`` (Dropdown), ``layer`` (IntSlider) and
     ``head`` (Dropdown, -1 = mean over heads). Prompt-token columns are shaded. Maps are computed once per mode for
-    the first ``n_samples`` samples of ``split``. A model without attention weights gets a message, not an error."""
+    the samples ``sample_ids`` of ``split``, else its first ``n_samples``. A model without attention weights gets a
+    message, not an error."""
     check_model_fits(model, ds)
-    batch = I.get_batch(ds, split, n=n_samples)
+    batch = I.get_batch(ds, split, n=n_samples, ids=sample_ids)
     n = int(batch[0].shape[0])
     controls = {
         "sample": W.IntSlider(value=0, min=0, max=max(n - 1, 0), description="sample", continuous_update=False),
@@ -332,8 +334,8 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
         w = maps.map(mod, layer=layer, head=None if head < 0 else head, sample=sample)
         extra = (f"; readout token's share on the {n_p} prompt tokens: {float(w[-1, -n_p:].sum()):.3f}"
                  if n_p else "")
-        panel.info(f"{mod}, layer {layer}/{int(maps.info.loc[mod, 'n_layers']) - 1}, "
-                   f"{MODE_NAMES[int(controls['mode'].value)]}{extra}")
+        panel.info(f"sample {batch.ids[sample]!r}: {mod}, layer {layer}/{int(maps.info.loc[mod, 'n_layers']) - 1}, "
+                   f"{MODE_NAMES[int(maps.modes[sample])]}{extra}")
 
     panel.wire(update, list(controls))
     panel.refresh()
@@ -345,12 +347,14 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
 # ----------------------------------------------------------------------------------------------------------------------
 def build_attribution_panel(model, ds, split: str = "test", n_samples: int = 8, mode: int = 6, method: str = "ig",
                             n_steps: int = 16, internal_batch_size: Optional[int] = None,
-                            figure_widget: Optional[bool] = None) -> Panel:
+                            figure_widget: Optional[bool] = None,
+                            sample_ids: Optional[Sequence[str]] = None) -> Panel:
     """Per-time-step relevance of one sample: ``sample`` (IntSlider), ``mode`` (Dropdown), ``method``
     (ToggleButtons: ``ig`` = Integrated Gradients on ``proj_l/a/v``, ``occlusion``). Attributions are computed once
-    per (mode, method) for the first ``n_samples`` samples of ``split``."""
+    per (mode, method) for the samples ``sample_ids`` of ``split``, else its first ``n_samples``; a sample lacking a
+    modality stays in what it has whatever the mode asks."""
     check_model_fits(model, ds)
-    batch = I.get_batch(ds, split, n=n_samples)
+    batch = I.get_batch(ds, split, n=n_samples, ids=sample_ids)
     n = int(batch[0].shape[0])
     controls = {
         "sample": W.IntSlider(value=0, min=0, max=max(n - 1, 0), description="sample", continuous_update=False),
@@ -370,7 +374,7 @@ def build_attribution_panel(model, ds, split: str = "test", n_samples: int = 8, 
         attrs = cache[key]
         sample = int(controls["sample"].value)
         panel.state.update(attributions=attrs, sample=sample, mode=key[0], method=key[1])
-        title = f"sample {sample} — {MODE_NAMES[key[0]]} — {key[1]}"
+        title = f"sample {batch.ids[sample]} — {MODE_NAMES[key[0]]} — {key[1]}"
         panel.show_figure(PI.timestep_bars(attrs, sample=sample, title=title))
         totals = ", ".join(f"{m}: {float(attrs[m][sample].sum()):+.4f}" for m in MODALITIES)
         panel.info(f"total relevance per modality — {totals}")

@@ -135,9 +135,10 @@ def _as_names(y: np.ndarray) -> np.ndarray:
 
 def encode_string_labels(by_split: dict[str, np.ndarray], class_names: Optional[Sequence[str]], source: str,
                          key: str) -> tuple[dict[str, np.ndarray], list[str], str]:
-    """String labels per split → int64 class indices, the class names, and a note."""
+    """String labels per split → int64 class indices, the class names, and a note. An empty string is "no label"
+    (-1; only data read for prediction accepts it)."""
     names = {s: _as_names(y) for s, y in by_split.items()}
-    seen = sorted(set().union(*(set(v.tolist()) for v in names.values())))
+    seen = sorted(set().union(*(set(v.tolist()) for v in names.values())) - {""})
     if class_names:
         order = [str(c) for c in class_names]
         unknown = [c for c in seen if c not in order]
@@ -146,7 +147,7 @@ def encode_string_labels(by_split: dict[str, np.ndarray], class_names: Optional[
         why = "in the given order"
     else:
         order, why = seen, "sorted"
-    index = {c: i for i, c in enumerate(order)}
+    index = {"": -1, **{c: i for i, c in enumerate(order)}}
     out = {s: np.array([index[c] for c in v.tolist()], dtype=np.int64) for s, v in names.items()}
     return out, order, f"string labels -> {len(order)} classes {order} ({why})"
 

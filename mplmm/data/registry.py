@@ -23,7 +23,7 @@ from .readers_npz import read_npz
 from .readers_pickle import load_pickle, pickle_flavor, read_mmsa_pickle, read_mult_pickle
 from ..errors import ConfigError, unknown_keys_message
 from .labels import check_label_range_option, describe_labels, parse_threshold
-from .schema import DataError, MultimodalDataset
+from .schema import SPLITS, DataError, MultimodalDataset
 from .synthetic import SPECS, make_default_synthetic, make_synthetic
 from .validate import fit_length
 
@@ -43,7 +43,7 @@ def _in_folder(folder: Path) -> tuple[str, Path, str]:
     """Pick the data file inside a folder: MMIN layout, else one .npz, else one pickle."""
     if is_iemocap_folder(folder):
         return "iemocap_mmin", folder, "folder with A/ V/ L/ target/ (MMIN IEMOCAP layout)"
-    for exts, why in (((".npz",), "the folder's .npz (preferred over pickles: it cannot execute code)"),
+    for exts, why in (((".npz",), "the folder's .npz, preferred over a pickle"),
                       (PICKLE_EXT, "the folder's only pickle")):
         found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
         if len(found) == 1:
@@ -53,7 +53,7 @@ def _in_folder(folder: Path) -> tuple[str, Path, str]:
     raise DataError(f"{folder}: no .npz, .pkl or MMIN IEMOCAP layout (A/ V/ L/ target/) in this folder")
 
 
-def _detect(path: Path) -> tuple[str, Path, str, Any]:
+def _detect(path: Path, for_prediction: bool = False) -> tuple[str, Path, str, Any]:
     """``(format, file, reason, unpickled-object-or-None)``."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder (synthetic names: {', '.join(SYNTHETIC_NAMES)})")
@@ -62,14 +62,13 @@ def _detect(path: Path) -> tuple[str, Path, str, Any]:
         fmt, path, reason = _in_folder(path)
         if fmt:
             return fmt, path, reason, None
-        reason = f"{reason}; "
     ext = path.suffix.lower()
     if ext == ".npz":
         return "npz", path, reason or "extension .npz", None
     if ext in PICKLE_EXT:
         data = load_pickle(path)
-        fmt, why = pickle_flavor(data, str(path))
-        return fmt, path, reason + why, data
+        fmt, why = pickle_flavor(data, str(path), () if for_prediction else SPLITS)
+        return fmt, path, f"{reason}, {why}" if reason else why, data
     raise DataError(f"{path}: cannot tell the format from the extension {ext or '(none)'!r}; expected .npz, .pkl, "
                     f".pickle or an MMIN IEMOCAP folder, or pass format= one of {list(FORMATS)}")
 
@@ -79,34 +78,56 @@ def detect_format(path: Union[str, os.PathLike]) -> str:
     return _detect(Path(path))[0]
 
 
-def _standardize(ds: MultimodalDataset, modalities: Sequence[str]) -> None:
-    """Per-feature train mean/std (valid frames only), applied to every split; zero-std columns use std 1."""
-    for m in modalities:
-        train = ds["train"]
-        x = train.modality(m)
-        valid = _frame_mask(train, m)
-        frames = x[valid]
-        mean = frames.mean(axis=0, dtype=np.float64)
-        std = frames.std(axis=0, dtype=np.float64)
-        std = np.where(std > 1e-8, std, 1.0)
+def _frame_mask(sp: Any, m: str) -> np.ndarray:
+    """``(N, T)`` True for the real frames of recorded samples (all frames when no lengths are recorded)."""
+    t = sp.modality(m).shape[1]
+    present = sp.present[:, MODALITIES.index(m)][:, None]
+    if sp.lengths and m in sp.lengths:
+        return (np.arange(t)[None, :] < sp.lengths[m][:, None]) & present
+    return np.broadcast_to(present, (len(sp), t))
+
+
+def train_statistics(ds: MultimodalDataset, m: str) -> dict[str, list[float]]:
+    """Per-feature mean and std of modality ``m`` over the real frames of the recorded training samples (a std
+    below 1e-8 becomes 1)."""
+    train = ds["train"]
+    frames = train.modality(m)[_frame_mask(train, m)]
+    if not len(frames):
+        raise DataError(f"{ds.source}: no recorded {m} frame in the training split; cannot standardize {m}")
+    mean = frames.mean(axis=0, dtype=np.float64)
+    std = frames.std(axis=0, dtype=np.float64)
+    std = np.where(std > 1e-8, std, 1.0)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def apply_statistics(ds: MultimodalDataset, stats: dict[str, dict[str, Sequence[float]]]) -> None:
+    """Standardize every split with ``stats`` (``{modality: {"mean", "std"}}``, e.g. a checkpoint's); padding and
+    absent samples stay exactly 0. Records the statistics in ``ds.preprocessing["standardize"]``."""
+    for m, st in stats.items():
+        mean, std = np.asarray(st["mean"], dtype=np.float64), np.asarray(st["std"], dtype=np.float64)
+        if mean.shape != (ds.dims[MODALITIES.index(m)],):
+            raise DataError(f"{ds.source} {m}: standardization statistics have {mean.shape[0]} features, the data "
+                            f"{ds.dims[MODALITIES.index(m)]}")
         for sp in ds.splits.values():
             y = ((sp.modality(m) - mean) / std).astype(np.float32)
             y[~_frame_mask(sp, m)] = 0.0
             setattr(sp, m, y)
+    ds.preprocessing["standardize"] = {m: {"mean": list(st["mean"]), "std": list(st["std"])}
+                                       for m, st in {**ds.preprocessing.get("standardize", {}), **stats}.items()}
 
 
-def _frame_mask(sp: Any, m: str) -> np.ndarray:
-    """``(N, T)`` True for valid frames (all frames when no lengths are recorded)."""
-    t = sp.modality(m).shape[1]
-    if sp.lengths and m in sp.lengths:
-        return np.arange(t)[None, :] < sp.lengths[m][:, None]
-    return np.ones((len(sp), t), dtype=bool)
+def _standardize(ds: MultimodalDataset, modalities: Sequence[str]) -> None:
+    """Per-feature train mean/std (real frames of recorded samples), applied to every split."""
+    apply_statistics(ds, {m: train_statistics(ds, m) for m in modalities})
 
 
-def _apply_standardize(ds: MultimodalDataset, standardize: Union[bool, str, Sequence[str]]) -> Optional[str]:
+def _apply_standardize(ds: MultimodalDataset, standardize: Union[bool, str, Sequence[str], dict]) -> Optional[str]:
     """Resolve the ``standardize`` option; returns a note (or None when nothing was done)."""
     if standardize is False or standardize is None:
         return None
+    if isinstance(standardize, dict):  # statistics saved with a checkpoint
+        apply_statistics(ds, standardize)
+        return f"standardized {', '.join(standardize)} with the given (checkpoint's) training statistics"
     if standardize == "auto":
         if ds.seq_lens != (1, 1, 1):
             return None
@@ -121,21 +142,39 @@ def _apply_standardize(ds: MultimodalDataset, standardize: Union[bool, str, Sequ
         mods = [standardize] if isinstance(standardize, str) else list(standardize)
         bad = [m for m in mods if m not in MODALITIES]
         if bad:
-            raise DataError(f"standardize: unknown modalities {bad}; expected 'auto', True, False "
-                            f"or names from {MODALITIES}")
+            raise DataError(f"standardize: unknown modalities {bad}; expected 'auto', True, False, "
+                            f"names from {MODALITIES} or a dict of statistics")
         why = f"standardize={mods}"
+    if "train" not in ds.splits:
+        raise DataError(f"{ds.source}: standardize={standardize!r} needs a train split for its statistics; pass "
+                        "the training statistics (a checkpoint's) instead")
     _standardize(ds, mods)
     return f"standardized {', '.join(mods)} with train-split mean/std per feature ({why})"
 
 
-def _fit_seq_lens(ds: MultimodalDataset, seq_lens: Sequence[int]) -> None:
-    """Zero-pad/truncate every modality to ``seq_lens`` and clip recorded lengths."""
+def fit_seq_lens(ds: MultimodalDataset, seq_lens: Sequence[int]) -> None:
+    """Zero-pad/truncate every modality to ``seq_lens``. Lengths are recorded whenever a sequence is padded (the
+    padding is then masked) and clipped where one is truncated; a sample whose real part is cut off is counted in a
+    note. Recorded in ``ds.preprocessing["seq_lens"]``."""
+    target = tuple(int(t) for t in seq_lens)
     for sp in ds.splits.values():
-        for m, t in zip(MODALITIES, seq_lens):
-            setattr(sp, m, fit_length(sp.modality(m), int(t)))
-            if sp.lengths and m in sp.lengths:
-                sp.lengths[m] = np.minimum(sp.lengths[m], int(t))
-    ds.notes.append(f"sequences padded/truncated to seq_lens {tuple(int(t) for t in seq_lens)}")
+        mat = sp.length_matrix()
+        for j, (m, t) in enumerate(zip(MODALITIES, target)):
+            old = sp.modality(m).shape[1]
+            if old == t:
+                continue
+            lens = mat[:, j] if mat is not None else np.where(sp.present[:, j], old, 0)
+            cut = int((lens > t).sum())
+            if cut:
+                ds.notes.append(f"{m}: {cut} sequences truncated to {t} steps (of up to {int(lens.max())})")
+            setattr(sp, m, fit_length(sp.modality(m), t))
+            sp.lengths = dict(sp.lengths or {})
+            sp.lengths[m] = np.minimum(lens, t).astype(np.int64)
+        if sp.lengths:  # every modality then has lengths (full ones where none were recorded)
+            full = sp.length_matrix()
+            sp.lengths = {m: full[:, j] for j, m in enumerate(MODALITIES)}
+    ds.preprocessing["seq_lens"] = list(target)
+    ds.notes.append(f"sequences padded/truncated to seq_lens {target}")
 
 
 def _check_opts(what: str, opts: dict, allowed: Sequence[str]) -> None:
@@ -181,12 +220,15 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
                  verbose: bool = True, label_range: Optional[Sequence[float]] = None,
                  threshold: Optional[float] = None, task: Optional[str] = None,
                  class_names: Optional[Sequence[str]] = None, metric_family: Optional[str] = None,
-                 **opts: Any) -> MultimodalDataset:
+                 for_prediction: bool = False, drop_empty: bool = False, **opts: Any) -> MultimodalDataset:
     """Load a synthetic dataset by name or a file/folder in one of :data:`FORMATS`.
 
     ``strict``: raise on non-finite features instead of zeroing them. ``seq_lens``: for synthetic data the generated
-    lengths, for files pad/truncate to them. ``standardize``: ``"auto"`` (utterance-level data whose max |x| > 50),
-    True, False or a list of modalities. Labels (see :mod:`mplmm.data.labels`): ``label_range`` (default: the
+    lengths, for files pad/truncate to them (padding is then masked through recorded lengths). ``standardize``:
+    ``"auto"`` (utterance-level data whose max |x| > 50), True, False, a list of modalities, or a dict of
+    statistics ``{modality: {"mean", "std"}}`` (a checkpoint's). ``for_prediction``: any subset of the splits (or
+    ``unsplit`` data), labels optional. ``drop_empty``: drop samples that have no modality at all (else a
+    one-line error naming the first). Labels (see :mod:`mplmm.data.labels`): ``label_range`` (default: the
     family's scale, else inferred from the training split), ``threshold`` (generic regression family), ``task``
     (``"classification"`` for integer class labels), ``class_names``, ``metric_family``. Reader options
     (``opts``, :data:`READER_OPTIONS`): ``allow_multilabel``; IEMOCAP ``fold``, ``audio_len``, ``vision_len``,
@@ -202,7 +244,7 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
     else:
         path = Path(name_or_path).expanduser()
         if format == "auto":
-            fmt, path, reason, data = _detect(path)
+            fmt, path, reason, data = _detect(path, for_prediction)
         elif format in FORMATS:
             if not path.exists():
                 raise DataError(f"{path}: no such file or folder")
@@ -217,6 +259,8 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
         else:
             raise DataError(f"unknown format {format!r}; expected 'auto' or one of {list(FORMATS)}")
         _check_opts(f"{path} ({fmt})", opts, READER_OPTIONS[fmt])
+        if fmt != "iemocap_mmin":
+            opts = {**opts, "for_prediction": for_prediction, "drop_empty": drop_empty}
         if fmt == "iemocap_mmin":
             if label_opts:
                 raise ConfigError(f"{path}: an MMIN IEMOCAP folder defines its own classes; {sorted(label_opts)} "
@@ -228,9 +272,10 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
             ds = read_mult_pickle(path, strict=strict, data=data, **label_opts, **opts)
         else:
             ds = read_mmsa_pickle(path, strict=strict, data=data, **label_opts, **opts)
-        _say(verbose, f"reading {path} as {fmt} ({reason}): {describe_labels(ds)}")
+        presence = "; ".join(f"{k}: {v}" for k, v in ds.presence_summary().items())
+        _say(verbose, f"reading {path} as {fmt} ({reason}): {describe_labels(ds)}; {presence}")
         if seq_lens is not None:
-            _fit_seq_lens(ds, seq_lens)
+            fit_seq_lens(ds, seq_lens)
     note = _apply_standardize(ds, standardize)
     if note:
         ds.notes.append(note)

@@ -3,7 +3,7 @@
 Writes are atomic: files through :func:`mplmm.utils.atomic_write`; a folder is written under a temporary name beside
 the target, then ``os.replace``-d. Both get the user's usual permissions (``0666`` / ``0777`` minus the umask).
 Pickle files carry an extra top-level ``meta`` dict (task, class names, label range, metric family); MulT/MMSA code
-that indexes ``data[split]`` ignores it.
+that indexes ``data[split]`` ignores it. A split with absent modalities gets a ``present`` entry ``(N, 3)`` (bool).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def _meta(ds: MultimodalDataset) -> dict:
 
 
 def _lengths(sp: Split, m: str) -> np.ndarray:
-    """Valid lengths of modality ``m`` (full length when the split has none)."""
+    """Valid lengths of modality ``m`` (full length when the split has none; 0 where it is absent)."""
     if sp.lengths and m in sp.lengths:
         return np.asarray(sp.lengths[m], dtype=np.int64)
-    return np.full(len(sp), sp.modality(m).shape[1], dtype=np.int64)
+    return np.where(sp.present[:, MODALITIES.index(m)], sp.modality(m).shape[1], 0).astype(np.int64)
 
 
 def _one_hot_pairs(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -49,6 +49,8 @@ def _split_dict(ds: MultimodalDataset, sp: Split, fmt: str) -> dict[str, np.ndar
     """One split as a MulT or MMSA key dict."""
     d: dict[str, Any] = {m: sp.modality(m) for m in MODALITIES}
     d["id"] = np.array(sp.ids, dtype=object) if fmt != "npz" else np.asarray(sp.ids, dtype=str)
+    if not sp.present.all():
+        d["present"] = np.asarray(sp.present, dtype=bool)
     if fmt == "mult_pickle":
         d["labels"] = (sp.labels.reshape(-1, 1, 1).astype(np.float32) if ds.task == "regression"
                        else _one_hot_pairs(sp.labels, len(ds.class_names or [])))
@@ -64,13 +66,13 @@ def _split_dict(ds: MultimodalDataset, sp: Split, fmt: str) -> dict[str, np.ndar
 
 
 def _write_pickle(ds: MultimodalDataset, path: Path, fmt: str) -> None:
-    data: dict[str, Any] = {s: _split_dict(ds, ds[s], fmt) for s in SPLITS}
+    data: dict[str, Any] = {s: _split_dict(ds, ds[s], fmt) for s in ds.split_names}
     data["meta"] = _meta(ds)
     atomic_write(path, lambda fh: pickle.dump(data, fh, protocol=4))
 
 
 def _write_npz(ds: MultimodalDataset, path: Path) -> None:
-    arrays = {f"{s}__{k}": v for s in SPLITS for k, v in _split_dict(ds, ds[s], "npz").items()}
+    arrays = {f"{s}__{k}": v for s in ds.split_names for k, v in _split_dict(ds, ds[s], "npz").items()}
     for k, v in _meta(ds).items():
         if v is not None:
             arrays[f"meta__{k}"] = np.asarray(v, dtype=float if k in ("label_range", "threshold") else str)
@@ -97,7 +99,7 @@ def _write_iemocap(ds: MultimodalDataset, root: Path, fold: int,
                 for s in SPLITS:
                     sp, lens = ds[s], _lengths(ds[s], m)
                     for i, uid in enumerate(sp.ids.tolist()):
-                        f.create_dataset(uid, data=sp.modality(m)[i, : max(1, int(lens[i]))])
+                        f.create_dataset(uid, data=sp.modality(m)[i, : int(lens[i])])  # absent: 0 frames
         if mean_std is not None:
             with h5py.File(tmp / "A" / "comparE_mean_std.h5", "w") as f:
                 g = f.create_group(str(fold))

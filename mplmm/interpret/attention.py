@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..constants import CROSSMODAL, LETTER_TO_NAME, LETTERS, MEMORY, MODALITIES, MODE_NAMES, N_MODES
-from .common import Batch, batches, eval_mode, model_device, model_name, modes_list, modes_tensor
+from .common import (Batch, batch_parts, batches, effective_modes_tensor, eval_mode, model_device, model_name,
+                     modes_list)
 
 #: crossmodal transformers (module, target, source) and memory transformers (module, branch), in display order
 CROSSMODAL_MODULES = CROSSMODAL
@@ -120,10 +121,11 @@ class AttentionMaps:
         return pd.DataFrame(rows, columns=["head", "query", "key", "weight", "key_is_prompt"])
 
 
-def _forward_with_weights(model: nn.Module, batch: Batch, modes: torch.Tensor):
+def _forward_with_weights(model: nn.Module, batch: Batch, modes: torch.Tensor,
+                          lengths: Optional[torch.Tensor] = None):
     _require_attention(model)
     with eval_mode(model), torch.no_grad():
-        out = model(*batch, modes, need_weights=True)
+        out = model(*batch, modes, need_weights=True, **({} if lengths is None else {"lengths": lengths}))
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
         raise NotImplementedError(f"model {model_name(model)!r} accepted need_weights but did not return "
                                   f"(pred, attention dict)")
@@ -134,15 +136,18 @@ def attention_maps(model: nn.Module, batch: Batch, modes: Union[int, Sequence[in
                    layer: Optional[int] = None) -> AttentionMaps:
     """Attention weights of every crossmodal and memory transformer for one batch (eval mode, no grad).
 
-    ``batch`` = ``(text, audio, vision)``; ``modes`` an int (all samples) or ``(B,)``; ``layer`` None keeps every
+    ``batch`` = ``(text, audio, vision)`` (a :class:`~mplmm.interpret.common.Samples` from :func:`get_batch` also
+    brings the samples' lengths and what they really have: a forced mode never gives a sample a modality it lacks);
+    ``modes`` an int (all samples) or ``(B,)``; ``layer`` None keeps every
     layer, an int (negative counts from the end) only that one (modules shallower than a positive ``layer`` are
     left out). Prompt-token columns: for MPLMM the memory transformers see ``L_x + P`` positions and the last ``P``
     are the missing-type prompt tokens (``info.n_prompt``).
     """
     dev = model_device(model)
+    m = effective_modes_tensor(modes, batch, dev)
+    lengths, _ = batch_parts(batch)
     batch = tuple(x.to(dev) for x in batch)  # type: ignore[assignment]
-    m = modes_tensor(modes, batch[0].shape[0], dev)
-    _, attn = _forward_with_weights(model, batch, m)
+    _, attn = _forward_with_weights(model, batch, m, None if lengths is None else lengths.to(dev))
     seq = dict(zip(LETTERS, (int(x.shape[1]) for x in batch)))
     weights, kept, rows = {}, {}, []
     specs = [(name, "crossmodal", tgt, src) for name, tgt, src in CROSSMODAL_MODULES] + \

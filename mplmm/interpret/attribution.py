@@ -19,17 +19,17 @@ from torch import nn
 
 from ..constants import LETTERS, MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES
 from ..errors import ConfigError
-from .common import Batch, batches, eval_mode, model_device, model_name, modes_list, modes_tensor
+from .common import Batch, batch_parts, batches, effective_modes_tensor, eval_mode, model_device, model_name, modes_list
 
 ATTRIBUTION_METHODS = ("ig", "occlusion")
 #: scale of the near-zero input used as IG's effective baseline in the completeness check (see timestep_attributions)
 BASELINE_EPS = 1e-6
 
 
-def _target(model: nn.Module, batch: Batch, modes: torch.Tensor):
+def _target(model: nn.Module, batch: Batch, modes: torch.Tensor, lengths: Optional[torch.Tensor] = None):
     """Captum target: 0 for one output (regression), the predicted class per sample otherwise."""
     with torch.no_grad():
-        out = model(*batch, modes)
+        out = model(*batch, modes, *(() if lengths is None else (lengths,)))
     if out.dim() == 1 or out.shape[-1] == 1:
         return 0
     return out.argmax(dim=-1)
@@ -43,22 +43,32 @@ def _select(out: torch.Tensor, target) -> torch.Tensor:
 
 
 class ForwardWrapper(nn.Module):
-    """``f(text, audio, vision, modes) -> (B, output_dim)``: tensors only, for Captum (modes in additional args)."""
+    """``f(text, audio, vision, modes[, lengths]) -> (B, output_dim)``: tensors only, for Captum (modes and lengths
+    travel in ``additional_forward_args``, which Captum expands with the batch)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
-                modes: torch.Tensor) -> torch.Tensor:
-        out = self.model(text, audio, vision, modes)
+                modes: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from ..evaluate import run_model
+
+        out = run_model(self.model, (text, audio, vision), modes, None, lengths)
         return out.unsqueeze(-1) if out.dim() == 1 else out
+
+
+def _extra_args(modes: torch.Tensor, lengths: Optional[torch.Tensor]) -> tuple:
+    """Captum's ``additional_forward_args``: the modes, and the lengths when the data records them."""
+    return (modes,) if lengths is None else (modes, lengths)
 
 
 def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterable[int] = range(N_MODES),
                         n_samples: Optional[int] = None, batch_size: int = 64, baseline: float = 0.0,
-                        per_sample: bool = False) -> pd.DataFrame:
-    """Feature ablation with one group per modality (Captum ``FeatureAblation``), each sample forced into each mode.
+                        per_sample: bool = False, indices: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """Feature ablation with one group per modality (Captum ``FeatureAblation``), each sample forced into each mode
+    (as far as it has the modalities: a sample never gains one it lacks). ``indices``: the rows of ``split`` to use
+    (else the first ``n_samples``).
 
     Attribution of a modality = ``f(x) - f(x with that modality set to baseline)`` for the model's output (regression)
     or the predicted class (classification). A modality the model does not read in that mode gets exactly 0. One row
@@ -74,13 +84,14 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
     records: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (mode, modality, attributions, sample idx)
     with eval_mode(model):
         for mode in modes:
-            for idx, batch in batches(ds, split, n_samples, batch_size, dev):
-                b = batch[0].shape[0]
-                m = modes_tensor(mode, b, dev)
+            for idx, batch in batches(ds, split, n_samples, batch_size, dev, indices):
+                m = effective_modes_tensor(mode, batch, dev)
+                lengths = batch.lengths
                 masks = tuple(torch.full((1, 1, 1), i, dtype=torch.long, device=dev) for i in range(3))
                 masks = tuple(mk.expand(1, x.shape[1], x.shape[2]) for mk, x in zip(masks, batch))
-                attr = fa.attribute(batch, baselines=(baseline,) * 3, target=_target(fwd, batch, m),
-                                    additional_forward_args=(m,), feature_mask=masks, perturbations_per_eval=3)
+                attr = fa.attribute(tuple(batch), baselines=(baseline,) * 3, target=_target(fwd, batch, m, lengths),
+                                    additional_forward_args=_extra_args(m, lengths), feature_mask=masks,
+                                    perturbations_per_eval=3)
                 for i, a in enumerate(attr):
                     records.append((mode, i, a[:, 0, 0].detach().cpu().numpy(), idx))
     if per_sample:
@@ -178,13 +189,16 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
     if method not in ATTRIBUTION_METHODS:
         raise ConfigError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
     dev = model_device(model)
+    m = effective_modes_tensor(modes, batch, dev)
+    lengths, _ = batch_parts(batch)
+    lengths = None if lengths is None else lengths.to(dev)
     batch = tuple(x.to(dev).float() for x in batch)  # type: ignore[assignment]
     b = batch[0].shape[0]
-    m = modes_tensor(modes, b, dev)
     fwd = ForwardWrapper(model)
+    extra = _extra_args(m, lengths)
     delta = None
     with eval_mode(model):
-        target = _target(fwd, batch, m)
+        target = _target(fwd, batch, m, lengths)
         if method == "ig":
             from captum.attr import LayerIntegratedGradients
 
@@ -196,7 +210,7 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
             try:
                 with hookable_projections(layers):
                     attrs = lig.attribute(batch, baselines=(0.0, 0.0, 0.0), target=target,
-                                          additional_forward_args=(m,), n_steps=int(n_steps),
+                                          additional_forward_args=extra, n_steps=int(n_steps),
                                           internal_batch_size=ibs)
             except AssertionError as exc:  # captum: "Forward hook did not obtain any outputs for given layer"
                 raise NotImplementedError(f"model {model_name(model)!r} does not call proj_l/proj_a/proj_v as "
@@ -208,8 +222,8 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
                 # completeness gap against the baseline LIMIT f(eps * x): MulT treats exactly-zero frames as padding
                 # (no positional vector), so f jumps at the all-zero input and f(0) is not what IG integrates to
                 with torch.no_grad():
-                    fx = _select(fwd(*batch, m), target)
-                    f0 = _select(fwd(*(x * BASELINE_EPS for x in batch), m), target)
+                    fx = _select(fwd(*batch, *extra), target)
+                    f0 = _select(fwd(*(x * BASELINE_EPS for x in batch), *extra), target)
                 total = sum(a.sum(1) for a in out.values())
                 delta = (total - (fx - f0).cpu()).detach()
         else:
@@ -218,7 +232,7 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
             occ = Occlusion(fwd)
             windows = tuple((1, int(x.shape[2])) for x in batch)
             attrs = occ.attribute(batch, sliding_window_shapes=windows, strides=windows, baselines=(0.0, 0.0, 0.0),
-                                  target=target, additional_forward_args=(m,),
+                                  target=target, additional_forward_args=extra,
                                   perturbations_per_eval=int(perturbations_per_eval))
             out = {name: a.detach().mean(dim=-1).cpu() for name, a in zip(MODALITIES, attrs)}
     return (out, delta) if return_delta else out
@@ -226,7 +240,8 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
 
 def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterable[int] = (6,),
                         method: str = "ig", n_samples: Optional[int] = None, batch_size: int = 32,
-                        n_steps: int = 16, internal_batch_size: Optional[int] = None) -> pd.DataFrame:
+                        n_steps: int = 16, internal_batch_size: Optional[int] = None,
+                        indices: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Dataset-level time-step attributions: one row per mode × modality × time step with ``mean_abs`` (mean
     |attribution| over samples), ``mean`` (signed) and ``n``; columns ``method`` and ``present`` as well."""
     dev = model_device(model)
@@ -235,7 +250,7 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
     for mode in modes:
         sums: dict[str, list[torch.Tensor]] = {}
         n = 0
-        for _idx, batch in batches(ds, split, n_samples, batch_size, dev):
+        for _idx, batch in batches(ds, split, n_samples, batch_size, dev, indices):
             att = timestep_attributions(model, batch, mode, method=method, n_steps=n_steps,
                                         internal_batch_size=internal_batch_size)
             n += batch[0].shape[0]

@@ -65,26 +65,91 @@ def modes_list(modes: Union[int, Iterable[int]]) -> list[int]:
     return lst
 
 
-def get_batch(ds, split: str = "test", n: Optional[int] = None, indices: Optional[Sequence[int]] = None,
-              device: Union[str, torch.device] = "cpu") -> Batch:
-    """``(text, audio, vision)`` float tensors of ``split``: rows ``indices``, else the first ``n`` (all if None)."""
+class Samples(tuple):
+    """``(text, audio, vision)`` float tensors of chosen samples (a plain 3-tuple for every caller), carrying what
+    the model needs besides the features: ``lengths`` ``(B, 3)`` (None when the split records none), ``present``
+    ``(B, 3)`` bool (what each sample really has), ``ids``, ``rows`` (indices in the split) and ``split``."""
+
+    lengths: Optional[torch.Tensor]
+    present: np.ndarray
+    ids: list[str]
+    rows: np.ndarray
+    split: str
+
+    def __new__(cls, x: Sequence[torch.Tensor], lengths: Optional[torch.Tensor] = None,
+                present: Optional[np.ndarray] = None, ids: Sequence[str] = (), rows: Sequence[int] = (),
+                split: str = "") -> "Samples":
+        obj = super().__new__(cls, tuple(x))
+        obj.lengths = lengths
+        obj.present = np.ones((x[0].shape[0], 3), dtype=bool) if present is None else np.asarray(present, bool)
+        obj.ids, obj.rows, obj.split = [str(i) for i in ids], np.asarray(rows, dtype=np.int64), split
+        return obj
+
+    def to(self, device: Union[str, torch.device]) -> "Samples":
+        """The same samples on ``device``."""
+        lengths = None if self.lengths is None else self.lengths.to(device)
+        return Samples([t.to(device).float() for t in self], lengths, self.present, self.ids, self.rows, self.split)
+
+
+def batch_parts(batch: Batch) -> tuple[Optional[torch.Tensor], Optional[np.ndarray]]:
+    """``(lengths, present)`` of a :class:`Samples` batch; ``(None, None)`` for a plain tuple of tensors."""
+    if isinstance(batch, Samples):
+        return batch.lengths, batch.present
+    return None, None
+
+
+def effective_modes_tensor(modes: Union[int, Sequence[int], np.ndarray, torch.Tensor], batch: Batch,
+                           device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """:func:`modes_tensor` for ``batch``, made what each sample can really run in when ``batch`` knows what it has
+    (:class:`Samples`): a forced mode never gives a sample a modality it lacks."""
+    from ..missing import effective_modes
+
+    m = modes_tensor(modes, batch[0].shape[0], device)
+    _, present = batch_parts(batch)
+    if present is None or present.all():
+        return m
+    return torch.as_tensor(effective_modes(m.cpu().numpy(), present), device=device)
+
+
+def sample_indices(ds, split: str, ids: Optional[Sequence[str]] = None, n: Optional[int] = None) -> np.ndarray:
+    """Row indices of ``split``: those of ``ids`` (in that order; an unknown id is a one-line ``DataError`` naming
+    it), else the first ``n`` (all when None)."""
+    from ..data.schema import DataError
+
     sp = ds[split]
-    if indices is None:
-        indices = np.arange(len(sp) if n is None else min(int(n), len(sp)))
-    idx = np.asarray(indices, dtype=np.int64)
-    return tuple(torch.as_tensor(np.ascontiguousarray(sp.modality(m)[idx]), dtype=torch.float32, device=device)
-                 for m in MODALITIES)  # type: ignore[return-value]
+    if ids:
+        index = {str(u): i for i, u in enumerate(sp.ids.tolist())}
+        missing = [str(u) for u in ids if str(u) not in index]
+        if missing:
+            raise DataError(f"{ds.source} [{split}]: no sample with id {missing[0]!r}; ids look like "
+                            f"{', '.join(list(index)[:3])}")
+        return np.array([index[str(u)] for u in ids], dtype=np.int64)
+    return np.arange(len(sp) if n is None else min(int(n), len(sp)))
+
+
+def get_batch(ds, split: str = "test", n: Optional[int] = None, indices: Optional[Sequence[int]] = None,
+              device: Union[str, torch.device] = "cpu", ids: Optional[Sequence[str]] = None) -> Samples:
+    """``(text, audio, vision)`` float tensors of ``split`` (a :class:`Samples`, with lengths and presence): the
+    samples ``ids``, else rows ``indices``, else the first ``n`` (all if None)."""
+    sp = ds[split]
+    idx = np.asarray(indices, dtype=np.int64) if indices is not None and not ids else sample_indices(ds, split, ids, n)
+    x = [torch.as_tensor(np.ascontiguousarray(sp.modality(m)[idx]), dtype=torch.float32, device=device)
+         for m in MODALITIES]
+    mat = sp.length_matrix()
+    lengths = None if mat is None else torch.as_tensor(mat[idx], device=device)
+    return Samples(x, lengths, sp.present[idx], sp.ids[idx].tolist(), idx, split)
 
 
 def batches(ds, split: str, n_samples: Optional[int], batch_size: int,
-            device: Union[str, torch.device]) -> Iterator[tuple[np.ndarray, Batch]]:
-    """``(row indices, batch)`` over the first ``n_samples`` rows of ``split`` (all if None), ``batch_size`` at a
-    time."""
-    total = len(ds[split]) if n_samples is None else min(int(n_samples), len(ds[split]))
-    for start in range(0, total, batch_size):
-        idx = np.arange(start, min(start + batch_size, total))
+            device: Union[str, torch.device], indices: Optional[Sequence[int]] = None) -> Iterator[tuple[np.ndarray, Samples]]:
+    """``(row indices, batch)`` over rows ``indices`` of ``split``, else its first ``n_samples`` rows (all if None),
+    ``batch_size`` at a time."""
+    rows = np.asarray(indices, dtype=np.int64) if indices is not None else \
+        np.arange(len(ds[split]) if n_samples is None else min(int(n_samples), len(ds[split])))
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start:start + batch_size]
         yield idx, get_batch(ds, split, indices=idx, device=device)
 
 
-__all__ = ["Batch", "batches", "eval_mode", "get_batch", "model_device", "model_name", "modes_list", "modes_tensor",
-           "require"]
+__all__ = ["Batch", "Samples", "batch_parts", "batches", "effective_modes_tensor", "eval_mode", "get_batch",
+           "model_device", "model_name", "modes_list", "modes_tensor", "require", "sample_indices"]

@@ -113,19 +113,23 @@ def generation_quality(model: nn.Module, ds, split: str = "test", n_samples: Opt
     ``complete_inputs`` twice: once in that mode (generated features) and once complete (``proj(x) + P_NMS``, the
     real path). One row per (modality, mode, time step): ``mse`` (mean over samples and channels), ``cosine``
     (mean over samples of the cosine similarity across channels), ``real_power`` (mean squared real feature) and
-    ``rel_mse = mse / real_power``.
+    ``rel_mse = mse / real_power``. Only samples that really have all three modalities count (the others have no
+    real path to compare with).
     """
     require(model, "complete_inputs", "generation quality")
     dev = model_device(model)
     sums: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
     n_total = 0
     with eval_mode(model), torch.no_grad():
-        for _idx, batch in batches(ds, split, n_samples, batch_size, dev):
+        rows_all = np.arange(len(ds[split]) if n_samples is None else min(int(n_samples), len(ds[split])))
+        complete = rows_all[ds[split].present[rows_all].all(axis=1)]
+        for _idx, batch in batches(ds, split, None, batch_size, dev, complete):
             b = batch[0].shape[0]
             n_total += b
-            real = model.complete_inputs(*batch, modes_tensor(COMPLETE_MODE, b, dev))
+            extra = {} if batch.lengths is None else {"lengths": batch.lengths}
+            real = model.complete_inputs(*batch, modes_tensor(COMPLETE_MODE, b, dev), **extra)
             for mode in range(N_MODES - 1):
-                gen = model.complete_inputs(*batch, modes_tensor(mode, b, dev))
+                gen = model.complete_inputs(*batch, modes_tensor(mode, b, dev), **extra)
                 for i, present in enumerate(MODE_PRESENT[mode]):
                     if present:
                         continue

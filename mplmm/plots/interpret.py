@@ -381,3 +381,37 @@ __all__ = [
     "missing_explorer_figure", "modality_importance_heatmap", "prompt_pca_figure", "prompt_share_figure",
     "readout_attention_figure", "run_comparison_figure", "similarity_heatmap", "timestep_bars", "timestep_heatmaps",
 ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# one sample (mplmm explain)
+# ----------------------------------------------------------------------------------------------------------------------
+def mode_predictions_figure(per_mode: pd.DataFrame, title: Optional[str] = None) -> go.Figure:
+    """One sample's prediction in each missing mode it can run in (columns ``mode_name`` and ``prediction``, or
+    ``prob_<class>`` columns for classification); the sample's own mode is outlined."""
+    own = per_mode.get("own_mode", pd.Series(False, index=per_mode.index)).astype(bool).tolist()
+    line = dict(width=[3 if o else 0 for o in own], color="black")
+    if "prediction" in per_mode.columns:
+        fig = go.Figure(go.Bar(x=per_mode["mode_name"], y=per_mode["prediction"], marker_line=line,
+                               marker_color=[_mode_color(m) for m in per_mode["mode"]],
+                               hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+        fig.update_yaxes(title_text="prediction")
+    else:
+        fig = go.Figure()
+        for i, col in enumerate(c for c in per_mode.columns if c.startswith("prob_")):
+            fig.add_trace(go.Bar(x=per_mode["mode_name"], y=per_mode[col], name=col[5:], marker_color=color_for(i),
+                                 hovertemplate=f"{col[5:]} %{{x}}: %{{y:.3f}}<extra></extra>"))
+        fig.update_layout(barmode="group")
+        fig.update_yaxes(title_text="probability", range=[0, 1])
+    fig.update_layout(title=title, template=_TEMPLATE, height=360)
+    return fig
+
+
+def modality_share_figure(shares: Mapping[str, float], title: Optional[str] = None) -> go.Figure:
+    """Signed importance ``f(x) − f(x without modality)`` per modality of one sample, as bars."""
+    names = [m for m in MODALITIES if m in shares]
+    fig = go.Figure(go.Bar(x=names, y=[shares[m] for m in names], marker_color=[_modality_color(m) for m in names],
+                           hovertemplate="%{x}: %{y:+.4f}<extra></extra>"))
+    fig.update_yaxes(title_text="f(x) − f(x without modality)")
+    fig.update_layout(title=title, template=_TEMPLATE, height=320)
+    return fig
