@@ -30,7 +30,7 @@ def _dataset(args) -> "MultimodalDataset":  # noqa: F821
         opts["size"] = args.size
     seq = tuple(args.seq_lens) if getattr(args, "seq_lens", None) else None
     source = args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
-    return load_dataset(source, seq_lens=seq, **_label_flags(args), **opts)
+    return load_dataset(source, seq_lens=seq, trust_pickle=args.trust_pickle, **_label_flags(args), **opts)
 
 
 def _label_flags(args) -> dict:
@@ -66,6 +66,9 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=float, default=None, help="synthetic data only: split-size scale factor")
     p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
                    help="pad/truncate (files) or generate (synthetic) these sequence lengths")
+    p.add_argument("--trust_pickle", action="store_true",
+                   help="read a .pkl with plain pickle, which runs any code the file names: only for a file you "
+                        "trust (default: a restricted reader that loads arrays, strings, numbers and containers)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     _add_label_flags(p)
 
