@@ -43,7 +43,7 @@ class _NdarrayName:
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise PickleRefused("a call of numpy.ndarray (given a buffer it reads raw bytes as objects)")
+        raise PickleRefused("a call of numpy.ndarray, which can read raw bytes as objects")
 
     def __repr__(self) -> str:
         return "numpy.ndarray (named in a pickle)"
