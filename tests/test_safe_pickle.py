@@ -26,7 +26,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import own_data as O  # noqa: E402
 
-from mplmm.cli import build_parser, main as cli_main  # noqa: E402
+from mplmm.cli import build_parser  # noqa: E402
+from mplmm.cli import main as cli_main  # noqa: E402
 from mplmm.data import DataError, detect_format, load_dataset, make_synthetic, save_dataset  # noqa: E402
 from mplmm.data.readers_pickle import read_mmsa_pickle, read_mult_pickle  # noqa: E402
 from mplmm.data.safe_pickle import unpickle  # noqa: E402
@@ -465,7 +466,8 @@ def test_own_writer_files_load(tmp_path, fmt):
     safe, plain = _both(path)
     _same_tree(safe, plain)
     back = load_dataset(path, verbose=False)
-    assert back.format == fmt and back.class_names == ds.class_names and np.array_equal(back["test"].ids, ds["test"].ids)
+    assert back.format == fmt and back.class_names == ds.class_names
+    assert np.array_equal(back["test"].ids, ds["test"].ids)
 
 
 @pytest.mark.skipif(not SHARED_PKL.is_file(), reason=f"shared data not found at {SHARED_PKL}")

@@ -5,8 +5,9 @@ Auto-detection (``format="auto"``):
 * a folder with ``A/ V/ L/ target/`` -> ``iemocap_mmin``; otherwise the folder's single ``.npz`` (preferred: no pickle
   involved), else its single ``.pkl``;
 * ``*.npz`` -> ``npz``;
-* ``*.pkl`` / ``*.pickle`` -> unpickled once (restricted: :mod:`mplmm.data.safe_pickle`); split keys ``regression_labels`` / ``audio_lengths`` /
-  ``vision_lengths`` / ``text_bert`` -> ``mmsa_pickle``, else ``labels`` -> ``mult_pickle``.
+* ``*.pkl`` / ``*.pickle`` -> unpickled once (restricted: :mod:`mplmm.data.safe_pickle`); split keys
+  ``regression_labels`` / ``audio_lengths`` / ``vision_lengths`` / ``text_bert`` -> ``mmsa_pickle``, else ``labels``
+  -> ``mult_pickle``.
 """
 from __future__ import annotations
 

@@ -23,9 +23,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 try:
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # numpy 1.x without the numpy._core alias
-    from numpy.core import multiarray as _multiarray, numeric as _numeric
+    from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 #: dtype kinds the layouts use: bool, signed/unsigned int, float, complex, bytes, str, object
 SAFE_KINDS = "biufcSUO"
