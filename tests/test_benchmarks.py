@@ -39,3 +39,12 @@ def test_bench_curve_prints_both_paths():
     out = _bench("bench_curve.py", "--quick", "--seeds", "1", "--threads", "1", "--device", "cpu")
     assert re.fullmatch(r"old_s=[\d.]+ new_s=[\d.]+ speedup=[\d.]+ max_abs_diff=\S+", out[-1]), out[-1]
     assert out[0].startswith("machine: ") and float(out[-1].rsplit("=", 1)[1]) < 1e-4
+
+
+def test_bench_pickle_small_run_prints_ratios(tmp_path):
+    path = tmp_path / "mosei.pkl"
+    out = _bench("bench_pickle.py", "--size", "0.002", "--reps", "1", "--path", str(path), "--delete")
+    assert re.fullmatch(r"plain_s=[\d.]+ restricted_s=[\d.]+ load_dataset_s=[\d.]+ wall_ratio=[\d.]+ "
+                        r"rss_ratio=[\d.]+ plain_rss_mb=\d+ restricted_rss_mb=\d+", out[-1]), out[-1]
+    assert any(line.startswith("machine: ") for line in out) and not path.exists()
+    assert sum(line.endswith("x") for line in out) == 4  # one table row per reader
