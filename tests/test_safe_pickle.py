@@ -64,27 +64,30 @@ def _global_of(payload: Payload) -> str:
     return f"{payload.func.__module__}.{payload.func.__qualname__}"
 
 
-def mult_dict(n=(6, 4, 5), lens=(3, 4, 2), dims=(5, 3, 4), seed=0) -> dict:
-    """MulT layout: float32 (N, T, D), labels (N, 1, 1), ids (N, 3) byte strings, MOSEI-style -inf in audio."""
+def _splits(add, seed: int, n=(6, 4, 5), lens=(3, 4, 2), dims=(5, 3, 4)) -> dict:
+    """Three splits of float32 ``(N, T, D)`` features; ``add(d, rng, split, k, lens)`` puts in the layout's own keys."""
     rng = np.random.default_rng(seed)
     out = {}
     for split, k in zip(("train", "valid", "test"), n):
-        d = {m: rng.standard_normal((k, t, dim)).astype(np.float32)
-             for m, t, dim in zip(("text", "audio", "vision"), lens, dims)}
-        d["audio"][0, 0, 0] = -np.inf
-        d["labels"] = np.round(rng.uniform(-3, 3, (k, 1, 1)), 1).astype(np.float32)
-        d["id"] = O.mult_ids(split, k)
-        out[split] = d
+        out[split] = {m: rng.standard_normal((k, t, dim)).astype(np.float32)
+                      for m, t, dim in zip(("text", "audio", "vision"), lens, dims)}
+        add(out[split], rng, split, k, lens)
     return out
 
 
-def mmsa_dict(n=(6, 4, 5), lens=(3, 4, 2), dims=(5, 3, 4), seed=1) -> dict:
+def mult_dict() -> dict:
+    """MulT layout: labels (N, 1, 1), ids (N, 3) byte strings, MOSEI-style -inf in audio."""
+    def add(d, rng, split, k, lens):
+        d["audio"][0, 0, 0] = -np.inf
+        d["labels"] = np.round(rng.uniform(-3, 3, (k, 1, 1)), 1).astype(np.float32)
+        d["id"] = O.mult_ids(split, k)
+
+    return _splits(add, seed=0)
+
+
+def mmsa_dict() -> dict:
     """MMSA layout: raw_text (list / object array of str), text_bert, lengths (list / int array), ids, both labels."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for split, k in zip(("train", "valid", "test"), n):
-        d = {m: rng.standard_normal((k, t, dim)).astype(np.float32)
-             for m, t, dim in zip(("text", "audio", "vision"), lens, dims)}
+    def add(d, rng, split, k, lens):
         d["text_bert"] = rng.integers(0, 100, (k, 3, lens[0])).astype(np.float64)
         d["raw_text"] = [f"ça va {i}" for i in range(k)] if split == "train" else \
             np.array([f"utt {i}" for i in range(k)], dtype=object)
@@ -93,8 +96,8 @@ def mmsa_dict(n=(6, 4, 5), lens=(3, 4, 2), dims=(5, 3, 4), seed=1) -> dict:
         d["audio_lengths"] = [int(v) for v in rng.integers(1, lens[1] + 1, k)]
         d["vision_lengths"] = rng.integers(1, lens[2] + 1, k)
         d["id"] = np.array([f"{split}_vid{i}$_${i}" for i in range(k)], dtype=object)
-        out[split] = d
-    return out
+
+    return _splits(add, seed=1)
 
 
 def numpy1_names(data: bytes) -> bytes:
