@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -50,3 +52,14 @@ def reset_peak(device: torch.device) -> None:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

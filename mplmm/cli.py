@@ -32,6 +32,8 @@ def _data_options(args) -> dict:
         opts["seq_lens"] = tuple(args.seq_lens)
     if getattr(args, "drop_empty", False):
         opts["drop_empty"] = True
+    if getattr(args, "trust_pickle", False):
+        opts["trust_pickle"] = True
     return opts
 
 
@@ -92,6 +94,9 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=float, default=None, help="synthetic data only: split-size scale factor")
     p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
                    help="pad/truncate (files) or generate (synthetic) these sequence lengths")
+    p.add_argument("--trust_pickle", action="store_true",
+                   help="read a .pkl with plain pickle, which runs any code the file names: only for a file you "
+                        "trust (default: a restricted reader that loads arrays, strings, numbers and containers)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     p.add_argument("--drop_empty", action="store_true",
                    help="drop samples that have no modality at all (default: a one-line error naming the first)")

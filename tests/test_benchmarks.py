@@ -39,3 +39,13 @@ def test_bench_curve_prints_both_paths():
     out = _bench("bench_curve.py", "--quick", "--seeds", "1", "--threads", "1", "--device", "cpu")
     assert re.fullmatch(r"old_s=[\d.]+ new_s=[\d.]+ speedup=[\d.]+ max_abs_diff=\S+", out[-1]), out[-1]
     assert out[0].startswith("machine: ") and float(out[-1].rsplit("=", 1)[1]) < 1e-4
+
+
+def test_bench_pickle_small_run_prints_ratios(tmp_path):
+    path = tmp_path / "mosei.pkl"
+    out = _bench("bench_pickle.py", "--size", "0.002", "--reps", "1", "--path", str(path), "--delete")
+    assert re.fullmatch(r"plain_s=[\d.]+ restricted_s=[\d.]+ load_dataset_s=[\d.]+ wall_ratio=[\d.]+ "
+                        r"rss_ratio=[\d.]+ plain_rss_mb=\d+ restricted_rss_mb=\d+", out[-1]), out[-1]
+    assert any(line.startswith("machine: ") for line in out) and not path.exists()
+    rows = [line.split()[0] for line in out if line.endswith("x") and not line.startswith("load_dataset restricted")]
+    assert rows == ["pickle.load", "restricted", "load_dataset", "load_dataset(trust_pickle=True)"]  # one per reader

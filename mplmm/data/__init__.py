@@ -1,6 +1,6 @@
 """Data layer: the dataset schema, readers for MulT / MMSA / npz / MMIN-IEMOCAP layouts, synthetic data, writers.
 
-Loading a pickle executes code from that file — only open pickles you trust; prefer ``.npz``.
+Pickles are read without running code from them (:mod:`.safe_pickle`; ``trust_pickle=True`` opts out).
 """
 from .labels import describe_labels, label_options
 from .registry import FORMATS, SYNTHETIC_NAMES, detect_format, load_dataset

@@ -8,11 +8,11 @@ Both pickle layouts are ``{"train"|"valid"|"test": {key: array}}``; they differ 
   ``vision``, ``regression_labels``, ``audio_lengths``, ``vision_lengths``, ``id``.
 
 A file written by :func:`mplmm.data.save_dataset` also carries a top-level ``meta`` dict (task, class names, ...).
-Loading a pickle executes code from that file: only open pickles you trust.
+Pickles are read by :mod:`mplmm.data.safe_pickle`, which loads arrays, strings, numbers and containers and refuses
+anything else (``trust_pickle=True``: plain ``pickle``, for files you trust).
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -22,6 +22,7 @@ from .. import metrics as M
 from ..constants import MODALITIES
 from ..errors import ConfigError
 from .labels import LabelChoice, choose_regression, encode_string_labels, is_string_labels
+from .safe_pickle import PickleRefused, unpickle
 from .schema import ALL_SPLITS, SPLITS, TASKS, DataError, MultimodalDataset
 from .validate import RANGE_TOL, as_numeric, build_dataset, chosen_splits, shape_str, where
 
@@ -36,19 +37,19 @@ LABEL_ORDER = {
 }
 
 
-def load_pickle(path: Path) -> Any:
-    """Unpickle ``path``; any failure (missing, truncated, not a pickle) becomes a one-line DataError."""
+def load_pickle(path: Path, trust_pickle: bool = False) -> Any:
+    """Unpickle ``path`` with the restricted reader (plain ``pickle`` when ``trust_pickle``); any failure (missing,
+    truncated, not a pickle, a global or dtype the layouts do not need) becomes a one-line DataError."""
     try:
         with open(path, "rb") as fh:
-            try:
-                return pickle.load(fh)
-            except UnicodeDecodeError:  # Python-2 era pickles
-                fh.seek(0)
-                return pickle.load(fh, encoding="latin1")
+            return unpickle(fh, trusted=trust_pickle)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    except PickleRefused as exc:
+        raise DataError(f"{path}: refusing {exc} (not needed by any supported dataset layout); if you trust this "
+                        "file, pass --trust_pickle / load_dataset(..., trust_pickle=True)") from exc
     except Exception as exc:  # noqa: BLE001 — any unpickling failure is a bad file
         hint = "; if it was written with a newer numpy, use the .npz twin" if isinstance(exc, ImportError) else ""
         raise DataError(f"{path}: unreadable or truncated pickle ({type(exc).__name__}: {exc}){hint}") from exc
@@ -298,21 +299,25 @@ def _note_beyond(raw: dict, rng: tuple[float, float], source: str, key: str, not
                          "train; pass label_range to fix the scale")
 
 
-def read_mult_pickle(path: Path, *, strict: bool = False, data: Any = None, **label_opts: Any) -> MultimodalDataset:
-    """Read a MulT pickle (``data`` = an already unpickled object, to avoid reading twice).
+def read_mult_pickle(path: Path, *, strict: bool = False, data: Any = None, trust_pickle: bool = False,
+                     **label_opts: Any) -> MultimodalDataset:
+    """Read a MulT pickle (``data`` = an already unpickled object, to avoid reading twice; ``trust_pickle``: read it
+    with plain ``pickle``, see :func:`load_pickle`).
 
     ``label_opts``: ``metric_family``, ``allow_multilabel``, ``task``, ``label_range``, ``threshold``,
     ``class_names``, ``for_prediction``, ``drop_empty`` (see :func:`interpret_splits`).
     """
-    obj = load_pickle(path) if data is None else data
+    obj = load_pickle(path, trust_pickle) if data is None else data
     check_top(obj, str(path), () if label_opts.get("for_prediction") else SPLITS)
     meta = parse_meta(obj.get("meta"), str(path))
     return interpret_splits(obj, source=str(path), fmt="mult_pickle", strict=strict, meta=meta, **label_opts)
 
 
-def read_mmsa_pickle(path: Path, *, strict: bool = False, data: Any = None, **label_opts: Any) -> MultimodalDataset:
-    """Read an MMSA pickle (``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``, the shared ``mosi_bclstm`` pkl)."""
-    obj = load_pickle(path) if data is None else data
+def read_mmsa_pickle(path: Path, *, strict: bool = False, data: Any = None, trust_pickle: bool = False,
+                     **label_opts: Any) -> MultimodalDataset:
+    """Read an MMSA pickle (``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``, the shared ``mosi_bclstm`` pkl);
+    options as for :func:`read_mult_pickle`."""
+    obj = load_pickle(path, trust_pickle) if data is None else data
     check_top(obj, str(path), () if label_opts.get("for_prediction") else SPLITS)
     meta = parse_meta(obj.get("meta"), str(path))
     return interpret_splits(obj, source=str(path), fmt="mmsa_pickle", strict=strict, meta=meta, **label_opts)

@@ -2,11 +2,12 @@
 
 Auto-detection (``format="auto"``):
 
-* a folder with ``A/ V/ L/ target/`` -> ``iemocap_mmin``; otherwise the folder's single ``.npz`` (preferred: it cannot
-  execute code), else its single ``.pkl``;
+* a folder with ``A/ V/ L/ target/`` -> ``iemocap_mmin``; otherwise the folder's single ``.npz`` (preferred: no pickle
+  involved), else its single ``.pkl``;
 * ``*.npz`` -> ``npz``;
-* ``*.pkl`` / ``*.pickle`` -> unpickled once; split keys ``regression_labels`` / ``audio_lengths`` /
-  ``vision_lengths`` / ``text_bert`` -> ``mmsa_pickle``, else ``labels`` -> ``mult_pickle``.
+* ``*.pkl`` / ``*.pickle`` -> unpickled once (restricted: :mod:`mplmm.data.safe_pickle`); split keys
+  ``regression_labels`` / ``audio_lengths`` / ``vision_lengths`` / ``text_bert`` -> ``mmsa_pickle``, else ``labels``
+  -> ``mult_pickle``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _in_folder(folder: Path) -> tuple[str, Path, str]:
     """Pick the data file inside a folder: MMIN layout, else one .npz, else one pickle."""
     if is_iemocap_folder(folder):
         return "iemocap_mmin", folder, "folder with A/ V/ L/ target/ (MMIN IEMOCAP layout)"
-    for exts, why in (((".npz",), "the folder's .npz, preferred over a pickle"),
+    for exts, why in (((".npz",), "the folder's .npz (preferred over pickles)"),
                       (PICKLE_EXT, "the folder's only pickle")):
         found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
         if len(found) == 1:
@@ -53,7 +54,7 @@ def _in_folder(folder: Path) -> tuple[str, Path, str]:
     raise DataError(f"{folder}: no .npz, .pkl or MMIN IEMOCAP layout (A/ V/ L/ target/) in this folder")
 
 
-def _detect(path: Path, for_prediction: bool = False) -> tuple[str, Path, str, Any]:
+def _detect(path: Path, trust_pickle: bool = False, for_prediction: bool = False) -> tuple[str, Path, str, Any]:
     """``(format, file, reason, unpickled-object-or-None)``."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder (synthetic names: {', '.join(SYNTHETIC_NAMES)})")
@@ -66,16 +67,17 @@ def _detect(path: Path, for_prediction: bool = False) -> tuple[str, Path, str, A
     if ext == ".npz":
         return "npz", path, reason or "extension .npz", None
     if ext in PICKLE_EXT:
-        data = load_pickle(path)
+        data = load_pickle(path, trust_pickle)
         fmt, why = pickle_flavor(data, str(path), () if for_prediction else SPLITS)
         return fmt, path, f"{reason}, {why}" if reason else why, data
     raise DataError(f"{path}: cannot tell the format from the extension {ext or '(none)'!r}; expected .npz, .pkl, "
                     f".pickle or an MMIN IEMOCAP folder, or pass format= one of {list(FORMATS)}")
 
 
-def detect_format(path: Union[str, os.PathLike]) -> str:
-    """The format ``load_dataset(path)`` would use (note: detecting a pickle's flavour unpickles it)."""
-    return _detect(Path(path))[0]
+def detect_format(path: Union[str, os.PathLike], *, trust_pickle: bool = False) -> str:
+    """The format ``load_dataset(path)`` would use (note: detecting a pickle's flavour unpickles it, with the restricted
+    reader unless ``trust_pickle``)."""
+    return _detect(Path(path), trust_pickle)[0]
 
 
 def _frame_mask(sp: Any, m: str) -> np.ndarray:
@@ -220,7 +222,8 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
                  verbose: bool = True, label_range: Optional[Sequence[float]] = None,
                  threshold: Optional[float] = None, task: Optional[str] = None,
                  class_names: Optional[Sequence[str]] = None, metric_family: Optional[str] = None,
-                 for_prediction: bool = False, drop_empty: bool = False, **opts: Any) -> MultimodalDataset:
+                 trust_pickle: bool = False, for_prediction: bool = False, drop_empty: bool = False,
+                 **opts: Any) -> MultimodalDataset:
     """Load a synthetic dataset by name or a file/folder in one of :data:`FORMATS`.
 
     ``strict``: raise on non-finite features instead of zeroing them. ``seq_lens``: for synthetic data the generated
@@ -233,6 +236,8 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
     (``"classification"`` for integer class labels), ``class_names``, ``metric_family``. Reader options
     (``opts``, :data:`READER_OPTIONS`): ``allow_multilabel``; IEMOCAP ``fold``, ``audio_len``, ``vision_len``,
     ``text_len``; synthetic ``size``, ``seed``, ``sizes``. An unknown option is a one-line :class:`ConfigError`.
+    ``trust_pickle``: read a pickle with plain ``pickle``, which runs any code the file names — only for files you
+    trust; by default pickles are read by :mod:`mplmm.data.safe_pickle` (arrays, strings, numbers, containers).
     """
     key = str(name_or_path)
     label_opts = _label_options(label_range, threshold, task, class_names, metric_family)
@@ -244,7 +249,7 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
     else:
         path = Path(name_or_path).expanduser()
         if format == "auto":
-            fmt, path, reason, data = _detect(path, for_prediction)
+            fmt, path, reason, data = _detect(path, trust_pickle, for_prediction)
         elif format in FORMATS:
             if not path.exists():
                 raise DataError(f"{path}: no such file or folder")
@@ -269,9 +274,9 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
         elif fmt == "npz":
             ds = read_npz(path, strict=strict, **label_opts, **opts)
         elif fmt == "mult_pickle":
-            ds = read_mult_pickle(path, strict=strict, data=data, **label_opts, **opts)
+            ds = read_mult_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
         else:
-            ds = read_mmsa_pickle(path, strict=strict, data=data, **label_opts, **opts)
+            ds = read_mmsa_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
         presence = "; ".join(f"{k}: {v}" for k, v in ds.presence_summary().items())
         _say(verbose, f"reading {path} as {fmt} ({reason}): {describe_labels(ds)}; {presence}")
         if seq_lens is not None:
