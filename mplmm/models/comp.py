@@ -42,9 +42,9 @@ def segment_matrices(lengths: torch.Tensor, steps: int, segments: int) -> torch.
     return ((t >= lo) & (t < hi)).float()
 
 
-def segment_matrix(length: int, segments: int) -> torch.Tensor:
+def segment_matrix(length: int, segments: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """``(segments, length)`` 0/1 matrix: frame t belongs to segment s (contiguous, non-empty, may overlap)."""
-    return segment_matrices(torch.tensor([length]), length, segments)[0]
+    return segment_matrices(torch.full((1,), length, device=device), length, segments)[0]
 
 
 class EncoderLayer(nn.Module):
@@ -162,7 +162,7 @@ class ComP(MissingModalityModel):
         seg = getattr(self, f"seg{i}")
         if lengths is not None:
             return segment_matrices(lengths, steps, self.seq_len).to(seg.dtype)
-        return seg if seg.shape[1] == steps else segment_matrix(steps, self.seq_len).to(seg.device)
+        return seg if seg.shape[1] == steps else segment_matrix(steps, self.seq_len, seg.device)
 
     def _encode(self, text, audio, vision, modes, frame_masks, lengths: Optional[torch.Tensor] = None) -> dict:
         feats = [text, audio, vision]

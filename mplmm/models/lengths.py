@@ -21,12 +21,12 @@ from ..missing import present_table
 
 
 def clamp_lengths(lengths: torch.Tensor, sizes: Sequence[int], device: Optional[torch.device] = None) -> torch.Tensor:
-    """``lengths (B, 3)`` as a long tensor on ``device``, each column clamped to ``[0, sizes[j]]``."""
+    """``lengths (B, 3)`` as a long tensor on ``device``, each column clamped to ``[0, sizes[j]]`` (no host copy, so
+    no synchronisation on an accelerator)."""
     lengths = torch.as_tensor(lengths, device=device)
     if lengths.ndim != 2 or lengths.shape[1] != len(sizes):
         raise ValueError(f"lengths must have shape (B, {len(sizes)}), got {tuple(lengths.shape)}")
-    upper = torch.tensor(list(sizes), dtype=torch.long, device=lengths.device)
-    return torch.minimum(lengths.long().clamp_min(0), upper)
+    return torch.stack([lengths[:, j].long().clamp(0, int(t)) for j, t in enumerate(sizes)], dim=1)
 
 
 def effective_lengths(lengths: torch.Tensor, modes: torch.Tensor, sizes: Sequence[int],

@@ -230,9 +230,8 @@ class MPLMM(MissingModalityModel):
     def sequence_lengths(self, lengths: torch.Tensor, modes: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """Real steps ``(B, 3)`` of the completed sequences: the clamped length of a present modality, the full
         ``T_t`` of a generated one."""
-        lengths = clamp_lengths(lengths, sizes, self.present_table.device)
-        full = torch.tensor(sizes, dtype=torch.long, device=lengths.device).expand_as(lengths)
-        return torch.where(self.present_table[modes], lengths, full)
+        lengths = torch.as_tensor(lengths, device=self.present_table.device)
+        return clamp_lengths(torch.where(self.present_table[modes], lengths, max(sizes)), sizes)  # missing: T_t
 
     def _map(self, s: str, t: str, raw: dict, valid: Optional[dict], rows: Optional[torch.Tensor] = None):
         """Mapper ``s→t`` on source ``s`` (rows ``rows`` only, when given) ``(n, L_s, d)``; zero at the source's
