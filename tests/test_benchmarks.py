@@ -39,3 +39,9 @@ def test_bench_curve_prints_both_paths():
     out = _bench("bench_curve.py", "--quick", "--seeds", "1", "--threads", "1", "--device", "cpu")
     assert re.fullmatch(r"old_s=[\d.]+ new_s=[\d.]+ speedup=[\d.]+ max_abs_diff=\S+", out[-1]), out[-1]
     assert out[0].startswith("machine: ") and float(out[-1].rsplit("=", 1)[1]) < 1e-4
+
+
+def test_bench_lengths_prints_both_ratios():
+    out = _bench("bench_lengths.py", "--quick", "--reps", "1", "--threads", "1", "--batch", "4", "--device", "cpu")
+    assert re.fullmatch(r"mult_ratio=[\d.]+ mplmm_ratio=[\d.]+", out[-1]), out[-1]
+    assert out[0].startswith("machine: ")
