@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from naive_reference import naive_mplmm, naive_mult_lengths, naive_sample_encoder, truncate
+from test_peers import DIMS, LENS, SMALL_MULT, _one_thread  # noqa: F401  (_one_thread: autouse fixture)
 
 from mplmm.constants import MODALITIES
 from mplmm.models import available_models, create_model, model_class
@@ -14,8 +15,7 @@ from mplmm.models.lengths import effective_lengths, last_valid_index, step_valid
 from mplmm.models.transformer import TransformerEncoder, length_mask
 
 TOL = 1e-5
-DIMS, SEQS = (6, 5, 4), (5, 6, 7)
-SMALL_MULT = dict(d=8, num_heads=2, layers=2)
+SEQS = LENS
 #: a small configuration of every registered model (a model missing here runs with its defaults)
 CONFIGS = {
     "mult": SMALL_MULT, "mult_zero": SMALL_MULT, "mult_dropout": SMALL_MULT,
@@ -30,15 +30,6 @@ MODELS = available_models()
 MODES = torch.tensor([0, 1, 2, 3, 4, 5, 6, 6, 1, 5])
 LENGTHS = torch.tensor([[5, 3, 7], [2, 6, 1], [1, 4, 0], [5, 1, 2], [3, 5, 6],
                         [4, 0, 7], [5, 6, 7], [3, 0, 4], [0, 2, 5], [1, 6, 3]])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def build(name: str, seed: int = 0, **extra):
