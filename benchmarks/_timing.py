@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -13,6 +15,17 @@ def add_device_flags(ap: argparse.ArgumentParser, amp: bool = True) -> None:
     ap.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     if amp:
         ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def synchronize(device: Optional[torch.device]) -> None:

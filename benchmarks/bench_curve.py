@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_train import build  # noqa: E402  (benchmarks/, the script's folder)
+from _timing import cpu_name  # noqa: E402  (benchmarks/, the script's folder)
+from bench_train import build  # noqa: E402
 
 from mplmm.data import load_dataset  # noqa: E402
 from mplmm.evaluate import DEFAULT_RATES, ModePredictions, per_mode_table, robustness_curve  # noqa: E402
@@ -33,17 +33,6 @@ from mplmm.utils import resolve_device  # noqa: E402
 
 T = TypeVar("T")
 TARGET_SPEEDUP = 5.0
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn: Callable[[], T], device: torch.device) -> tuple[float, T]:

@@ -11,7 +11,7 @@ figures are the best of ``--reps`` timed forward passes under ``torch.inference_
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _timing import add_device_flags, best_seconds  # noqa: E402
+from _timing import add_device_flags, best_seconds, cpu_name  # noqa: E402
 
 from mplmm.models import create_model  # noqa: E402
 from mplmm.utils import resolve_device  # noqa: E402
@@ -60,7 +60,8 @@ def main() -> None:
     dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     seqs = tuple(max(2, t // 10) for t in SEQS) if args.quick else SEQS
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {dev}, "
+    machine = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+    print(f"machine: {machine}, {os.cpu_count()} CPUs, torch {torch.__version__}, {dev}, "
           f"threads {torch.get_num_threads()}, batch {args.batch}, lengths {seqs}, dims {DIMS}")
     print(f"{'model':8s} {'lengths=None ms':>16s} {'lengths ms':>11s} {'ratio':>6s}")
     ratios = {}
