@@ -17,6 +17,17 @@ def add_device_flags(ap: argparse.ArgumentParser, amp: bool = True) -> None:
         ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def synchronize(device: Optional[torch.device]) -> None:
     """Wait for queued work on ``device`` (a no-op off CUDA)."""
     if device is not None and device.type == "cuda":
@@ -53,13 +64,3 @@ def reset_peak(device: torch.device) -> None:
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"

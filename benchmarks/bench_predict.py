@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_curve import cpu_name  # noqa: E402  (benchmarks/, the script's folder)
+from _timing import cpu_name  # noqa: E402  (benchmarks/, the script's folder)
 
 DEFAULT_PICKLE = Path("/tmp/mplmm_bench/mosei_full.pkl")
 RSS_TARGET, SPEED_TARGET = 1.3, 0.9

@@ -111,9 +111,13 @@ FUSER_NAME = {("l", ("a",)): "l_ap", ("l", ("v",)): "l_vp", ("l", ("a", "v")): "
               ("v", ("a",)): "v_ap", ("v", ("l",)): "v_lp", ("v", ("l", "a")): "v_alp"}
 
 
-def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
+def naive_mplmm(model, text, audio, vision, modes, lengths=None) -> torch.Tensor:
     """MPLMM forward written as the released code does it: a Python loop over samples. The ablation switches
-    (``generative_prompts``, ``signal_prompts``, ``type_prompts`` in ``model.config``) drop their term."""
+    (``generative_prompts``, ``signal_prompts``, ``type_prompts`` in ``model.config``) drop their term.
+
+    ``lengths (B, 3)``: a present modality is truncated to its real steps (one zero frame when 0), a source's mapper
+    outputs are zero beyond its length, a generated modality has its full length, the missing-type tokens follow the
+    real steps; every sample then runs alone (:func:`naive_sample_mult_encode`)."""
     bb, d = model.backbone, model.d
     use_gen, use_signal, use_type = (model.config.get(k, True) for k in
                                      ("generative_prompts", "signal_prompts", "type_prompts"))
@@ -121,24 +125,32 @@ def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
     raw_all = {"l": text, "a": audio, "v": vision}
     feats = {m: [] for m in "lav"}
     tokens = [[], [], []]
+    real = []  # per sample: the number of real steps of each completed modality
     for s in range(text.shape[0]):
         mode = int(modes[s])
         raw = {m: raw_all[m][s].T for m in "lav"}  # (D, L)
+        given = {m: raw[m].shape[1] if lengths is None else int(lengths[s, j]) for j, m in enumerate("lav")}
+        real.append({})
         for t in "lav":
             if t in GEN_TABLE[mode]:
                 srcs = GEN_TABLE[mode][t]
                 parts = [model.generative_prompt[gp[t]]] if use_gen else []
-                parts += [F.gelu(model.mappers[f"{src}2{t}"].conv(raw[src].unsqueeze(0))[0]) for src in srcs]
+                for src in srcs:
+                    mapped = F.gelu(model.mappers[f"{src}2{t}"].conv(raw[src].unsqueeze(0))[0])  # (d, L_src)
+                    parts.append(mapped if lengths is None else mapped * (torch.arange(mapped.shape[1]) < given[src]))
                 cat = torch.cat(parts, dim=1)  # (d, P + ΣL) or (d, ΣL) without generative prompts
                 fuser = model.fusers[FUSER_NAME[(t, tuple(srcs))]]
                 gen = F.gelu(fuser.conv(cat.T.unsqueeze(0))[0]).T  # (d, L_t)
                 if model.config["gen_projection"] == "conv":
                     gen = model.gen_proj[t](gen.unsqueeze(0))[0]
                 feats[t].append(gen + model.prompt_m[t] if use_signal else gen)
+                real[s][t] = gen.shape[1]
             else:
                 proj = getattr(bb, f"proj_{t}")
-                x = proj(raw[t].unsqueeze(0))[0]
-                feats[t].append(x + model.prompt_nm[t] if use_signal else x)
+                rows = raw[t][:, :given[t]] if given[t] else torch.zeros(raw[t].shape[0], 1)  # model zero-fills
+                x = proj(rows.unsqueeze(0))[0]
+                feats[t].append(x + model.prompt_nm[t][:, :x.shape[1]] if use_signal else x)
+                real[s][t] = given[t]
         if not use_type:
             continue
         # missing-type prompts: M_P for this sample's mode, then T = P_MT @ M_P
@@ -148,6 +160,89 @@ def naive_mplmm(model, text, audio, vision, modes) -> torch.Tensor:
             mp = mp + prompt @ model.m[m]
         for i in range(3):
             tokens[i].append(model.missing_type_prompt[i] @ mp)
+    if lengths is not None:
+        return naive_head(bb, torch.stack([
+            naive_sample_mult_encode(bb, {m: feats[m][s].T for m in "lav"}, real[s],
+                                     [t[s] for t in tokens] if use_type else None)
+            for s in range(text.shape[0])]))
     x = [torch.stack(feats[m]).transpose(1, 2) for m in "lav"]
     extra = [torch.stack(t) for t in tokens] if use_type else None
     return naive_head(bb, naive_mult_encode(bb, *x, extra=extra))
+
+
+# -- per-sample lengths: every sample run alone on its truncated sequences -------------------------------------------
+def naive_sinusoid(position: int, dim: int) -> torch.Tensor:
+    """MulT's sinusoidal vector of one position (zero vector for position 0), element by element."""
+    out = torch.zeros(dim)
+    if position == 0:
+        return out
+    half = dim // 2
+    for k in range(half):
+        freq = math.exp(-k * math.log(10000) / (half - 1))
+        out[k] = math.sin(position * freq)
+        out[half + k] = math.cos(position * freq)
+    return out
+
+
+def truncate(x: torch.Tensor, length: int) -> torch.Tensor:
+    """The real steps ``x[:length]`` of one sample ``x (T, E)``; for length 0 its step 0 alone (the step that the
+    no-valid-key convention attends to)."""
+    return x[:length] if length > 0 else x[:1]
+
+
+def naive_sample_encoder(enc, q: torch.Tensor, len_q: int, k: torch.Tensor | None = None,
+                         len_k: int | None = None) -> torch.Tensor:
+    """MulT TransformerEncoder (eval mode) for ONE sample on truncated sequences: ``q (n_q, E)`` holds the ``len_q``
+    real steps, or the single step 0 when ``len_q`` is 0 (likewise ``k``). Positions 1..len regardless of values
+    (0 for that lone step); MulT's mask ``j > i + |len_k - len_q|`` with the real lengths."""
+    e = enc.embed_dim
+
+    def embed(rows: torch.Tensor, length: int) -> torch.Tensor:
+        pos = torch.stack([naive_sinusoid(i + 1 if length else 0, e) for i in range(rows.shape[0])])
+        return math.sqrt(e) * rows + pos
+
+    h = embed(q, len_q)
+    src_in = None if k is None else embed(k, len_k)
+    real_k = len_q if k is None else len_k
+    for layer in enc.layers:
+        ln0, ln1 = layer.layer_norms
+        src = h if src_in is None else src_in
+        mask = None
+        if layer.attn_mask:
+            mask = torch.zeros(h.shape[0], src.shape[0])
+            for i in range(h.shape[0]):
+                for j in range(src.shape[0]):
+                    if j > i + abs(real_k - len_q):
+                        mask[i, j] = float("-inf")
+        h = h + naive_mha(layer.self_attn, ln0(h), ln0(src), mask)
+        h = h + layer.fc2(F.relu(layer.fc1(ln1(h))))
+    return enc.layer_norm(h)
+
+
+def naive_sample_mult_encode(bb, x: dict, lens: dict, extra: list | None = None) -> torch.Tensor:
+    """Crossmodal + memory transformers of ONE sample: ``x[m]`` truncated ``(n_m, d)`` with ``lens[m]`` real steps;
+    appended tokens ``extra[i] (P, 2d)`` follow the real steps. Readout: the last row of the memory output."""
+    reads = []
+    for i, m in enumerate("lav"):
+        parts = [naive_sample_encoder(getattr(bb, f"trans_{m}_with_{s}"), x[m], lens[m], x[s], lens[s])
+                 for s in "lav" if s != m]
+        seq, n = torch.cat(parts, dim=-1), lens[m]
+        if extra is not None and extra[i].shape[0]:
+            seq, n = torch.cat([seq[:n], extra[i]], dim=0), n + extra[i].shape[0]
+        reads.append(naive_sample_encoder(getattr(bb, f"trans_{m}_mem"), seq, n)[-1])
+    return torch.cat(reads)
+
+
+def naive_mult_lengths(model, text, audio, vision, lengths) -> torch.Tensor:
+    """Plain MulT with per-sample lengths: each sample alone on its truncated inputs (length 0: one zero frame)."""
+    bb = model.backbone
+    convs = {"l": bb.proj_l, "a": bb.proj_a, "v": bb.proj_v}
+    outs = []
+    for b in range(text.shape[0]):
+        x, lens = {}, {}
+        for j, (m, raw) in enumerate(zip("lav", (text, audio, vision))):
+            lens[m] = int(lengths[b, j])
+            rows = raw[b, :lens[m]] if lens[m] else torch.zeros(1, raw.shape[-1])
+            x[m] = convs[m](rows.T.unsqueeze(0))[0].T
+        outs.append(naive_sample_mult_encode(bb, x, lens))
+    return naive_head(bb, torch.stack(outs))

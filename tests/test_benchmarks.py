@@ -49,3 +49,9 @@ def test_bench_pickle_small_run_prints_ratios(tmp_path):
     assert any(line.startswith("machine: ") for line in out) and not path.exists()
     rows = [line.split()[0] for line in out if line.endswith("x") and not line.startswith("load_dataset restricted")]
     assert rows == ["pickle.load", "restricted", "load_dataset", "load_dataset(trust_pickle=True)"]  # one per reader
+
+
+def test_bench_lengths_prints_both_ratios():
+    out = _bench("bench_lengths.py", "--quick", "--reps", "1", "--threads", "1", "--batch", "4", "--device", "cpu")
+    assert re.fullmatch(r"mult_ratio=[\d.]+ mplmm_ratio=[\d.]+", out[-1]), out[-1]
+    assert out[0].startswith("machine: ")

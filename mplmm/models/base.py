@@ -3,11 +3,23 @@
 Every model takes the **complete** inputs plus the per-sample missing mode and is itself responsible for never
 reading a missing modality (MPLMM generates it, ``mult_zero`` zero-fills it, ...)::
 
-    pred = model(text, audio, vision, modes, frame_masks=None)   # (B, output_dim)
+    pred = model(text, audio, vision, modes, frame_masks=None, lengths=None)   # (B, output_dim)
+    loss, pred, parts = model.compute_loss(text, audio, vision, modes, target, criterion, frame_masks=None,
+                                           lengths=None, observed_modes=None)
 
 * ``text`` ``(B, T_l, D_l)``, ``audio`` ``(B, T_a, D_a)``, ``vision`` ``(B, T_v, D_v)`` float tensors, batch-first.
 * ``modes`` ``LongTensor (B,)`` in 0..6 (:data:`mplmm.constants.MODE_PRESENT`).
-* ``frame_masks`` optional dict modality -> ``BoolTensor (B, T_m)``, True = frame kept (frame-level protocol).
+* ``frame_masks`` optional dict modality -> ``BoolTensor (B, T_m)``, True = frame kept (frame-level protocol);
+  dropped frames are zero-filled, they are not padding.
+* ``lengths`` optional ``LongTensor (B, 3)``: real steps of text, audio, vision (clamped to ``[0, T_j]``); steps
+  beyond are end padding and never influence a prediction; 0 = nothing recorded. A modality missing under ``modes``
+  has effective length 0. None: every step counts, exactly as before lengths existed
+  (:mod:`mplmm.models.lengths`).
+* ``observed_modes`` optional ``LongTensor (B,)``: the modes of what is really recorded (None = complete); only
+  models that train on a complete view read it (EMT-DLFR).
+
+Models whose parameters are sized by the configured ``seq_lens`` set :attr:`MissingModalityModel.fixed_seq_lens`;
+every other model accepts any sequence length at inference.
 
 Training goes through :meth:`MissingModalityModel.compute_loss`, which models with auxiliary losses override.
 """
@@ -157,6 +169,9 @@ class MissingModalityModel(nn.Module):
     #: True when an eval-mode prediction depends only on the sample's own inputs, mode and frame mask, not on the
     #: rest of its batch; :class:`mplmm.evaluate.ModePredictions` then answers mode-only masks from forced-mode passes.
     predicts_per_sample: bool = True
+    #: True when parameters are sized by the configured ``seq_lens`` (MPLMM's fusers and prompts): the model only
+    #: accepts inputs of exactly those lengths; padding is then handled through ``lengths`` alone.
+    fixed_seq_lens: bool = False
 
     @classmethod
     def extra_config_defaults(cls) -> dict[str, Any]:
@@ -178,7 +193,7 @@ class MissingModalityModel(nn.Module):
                     module.train(False)
         return self
 
-    def forward(self, text, audio, vision, modes, frame_masks=None):  # pragma: no cover - abstract
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def compute_loss(
@@ -190,10 +205,16 @@ class MissingModalityModel(nn.Module):
         target: torch.Tensor,
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         frame_masks: Optional[dict] = None,
+        lengths: Optional[torch.Tensor] = None,
+        observed_modes: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Return ``(loss, pred, parts)``; ``parts`` maps loss-term names to detached 0-dim tensors (or floats) for
-        logging: the training loop sums them on the device, so that no step waits for the GPU."""
-        pred = self(text, audio, vision, modes, frame_masks)
+        logging: the training loop sums them on the device, so that no step waits for the GPU. ``observed_modes``
+        is ignored here (see the module docstring)."""
+        if lengths is None:  # models written before lengths existed keep working
+            pred = self(text, audio, vision, modes, frame_masks)
+        else:
+            pred = self(text, audio, vision, modes, frame_masks, lengths=lengths)
         loss = criterion(pred, target)
         return loss, pred, {"task": loss.detach()}
 

@@ -3,7 +3,10 @@
 ComP models a *video* as a sequence of utterances. The workbench contract is per utterance, so the sequence axis
 here is time: every modality is resampled to ``seq_len`` segments (masked mean of the readable frames inside each
 segment; a segment is *available* when it holds at least one readable frame), and the per-utterance outputs are
-averaged over segments into one prediction (the heads are linear, so head-then-mean = mean-then-head).
+averaged over segments into one prediction (the heads are linear, so head-then-mean = mean-then-head). With
+per-sample ``lengths`` each sample is segmented by its own length (segment ``s`` covers frames
+``[s·L // S, ceil((s+1)·L / S))``, none when ``L = 0``), so padding never enters a segment; any sequence length is
+accepted.
 
 Pipeline: input projection → shared/private MLPs (+ decoder for L_rec) → stage 1 (shared → block1 → block2 →
 heads; private "negative" branch) or stage 2 (PromptFormer prototypes/prompts → propagation 1 → block1 →
@@ -22,18 +25,26 @@ from torch import nn
 
 from ..constants import LETTERS
 from .base import MissingModalityModel, register
+from .lengths import clamp_lengths
 from .peer_layers import Attention, Mlp, is_classification, keep_masks, zero_fill
 
 OTHERS = ((1, 2), (0, 2), (0, 1))  # the two other modalities of l, a, v
 
 
-def segment_matrix(length: int, segments: int) -> torch.Tensor:
-    """``(segments, length)`` 0/1 matrix: frame t belongs to segment s (contiguous, non-empty, may overlap)."""
-    s = torch.arange(segments).unsqueeze(1)
-    t = torch.arange(length).unsqueeze(0)
+def segment_matrices(lengths: torch.Tensor, steps: int, segments: int) -> torch.Tensor:
+    """``(B, segments, steps)`` 0/1: frame ``t`` belongs to segment ``s`` of a sample of length ``L = lengths[b]``,
+    i.e. ``s·L // S <= t < ceil((s+1)·L / S)`` (contiguous, non-empty when ``L > 0``, may overlap; none when 0)."""
+    s = torch.arange(segments, device=lengths.device).view(1, segments, 1)
+    t = torch.arange(steps, device=lengths.device).view(1, 1, steps)
+    length = lengths.long().view(-1, 1, 1)
     lo = (s * length) // segments
     hi = -((-(s + 1) * length) // segments)  # ceil
     return ((t >= lo) & (t < hi)).float()
+
+
+def segment_matrix(length: int, segments: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``(segments, length)`` 0/1 matrix: frame t belongs to segment s (contiguous, non-empty, may overlap)."""
+    return segment_matrices(torch.full((1,), length, device=device), length, segments)[0]
 
 
 class EncoderLayer(nn.Module):
@@ -145,14 +156,26 @@ class ComP(MissingModalityModel):
         """Stage 1 while fewer than ``stage1_steps`` training losses have been computed."""
         return int(self.train_steps) < self.stage1_steps
 
-    def _encode(self, text, audio, vision, modes, frame_masks) -> dict:
+    def _segments(self, i: int, steps: int, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """Segment matrix of modality ``i``: the fixed ``(S, T)`` buffer (another ``T``: computed for it), or with
+        ``lengths (B,)`` one ``(B, S, T)`` segmentation per sample of its own length."""
+        seg = getattr(self, f"seg{i}")
+        if lengths is not None:
+            return segment_matrices(lengths, steps, self.seq_len).to(seg.dtype)
+        return seg if seg.shape[1] == steps else segment_matrix(steps, self.seq_len, seg.device)
+
+    def _encode(self, text, audio, vision, modes, frame_masks, lengths: Optional[torch.Tensor] = None) -> dict:
         feats = [text, audio, vision]
-        keeps = keep_masks(feats, modes, frame_masks)
+        keeps = keep_masks(feats, modes, frame_masks, lengths)
+        if lengths is not None:
+            lengths = clamp_lengths(lengths, [x.shape[1] for x in feats], text.device)
         proj, avail = [], []
         for i, (x, keep) in enumerate(zip(feats, keeps)):
-            seg = getattr(self, f"seg{i}")
-            counts = torch.einsum("st,bt->bs", seg, keep.to(x.dtype))
-            pooled = torch.einsum("st,btd->bsd", seg, zero_fill(x, keep)) / counts.clamp_min(1.0).unsqueeze(-1)
+            seg = self._segments(i, x.shape[1], None if lengths is None else lengths[:, i])
+            pattern = "st" if seg.ndim == 2 else "bst"
+            counts = torch.einsum(f"{pattern},bt->bs", seg, keep.to(x.dtype))
+            pooled = torch.einsum(f"{pattern},btd->bsd", seg, zero_fill(x, keep))
+            pooled = pooled / counts.clamp_min(1.0).unsqueeze(-1)
             proj.append(self.in_drop(self.in_proj[i](pooled)))
             avail.append(counts > 0)
         shared = [enc(x) for enc, x in zip(self.shared_enc, proj)]
@@ -196,15 +219,17 @@ class ComP(MissingModalityModel):
         fused = self._fuse([weights[..., m:m + 1] * x for m, x in enumerate(xs)])
         return {"uni_seq": [hd(x) for hd, x in zip(self.heads, xs)], "fused": fused}
 
-    def forward(self, text, audio, vision, modes, frame_masks=None):
-        enc = self._encode(text, audio, vision, modes, frame_masks)
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None):
+        enc = self._encode(text, audio, vision, modes, frame_masks, lengths)
         return (self._stage1(enc, False) if self.first_stage else self._stage2(enc))["fused"]
 
     # ------------------------------------------------------------------ losses
-    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None):
-        """Stage 1: ``Σ_m (L_m + L_m^neg) + L_dis``; stage 2: ``L_fused + 2·Σ_m L_m + L_rec + L_dis``."""
+    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None,
+                     lengths: Optional[torch.Tensor] = None, observed_modes: Optional[torch.Tensor] = None):
+        """Stage 1: ``Σ_m (L_m + L_m^neg) + L_dis``; stage 2: ``L_fused + 2·Σ_m L_m + L_rec + L_dis``
+        (``observed_modes`` is not read)."""
         first = self.first_stage
-        enc = self._encode(text, audio, vision, modes, frame_masks)
+        enc = self._encode(text, audio, vision, modes, frame_masks, lengths)
         track = self.modulate_grads and self.training and not first and torch.is_grad_enabled()
         out = self._stage1(enc, True) if first else self._stage2(enc, track)
         l_uni = [criterion(u.mean(1), target) for u in out["uni_seq"]]

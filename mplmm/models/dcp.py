@@ -12,19 +12,26 @@ transformers, each of width 2d. One prompt set per missing case (7 MPLMM modes),
 
 Layer-0 sequence: ``[correlated | common | dynamic | tokens]`` (MulT's causal mask lets every token see all prompts;
 the readout is still the last time step). Missing inputs are zero-filled and the readout of a missing modality's
-branch is zeroed before the head. After :meth:`DCP.load_pretrained_backbone` only the prompts, the input projections,
+branch is zeroed before the head. With per-sample ``lengths`` (effective: 0 for a missing modality) the crossmodal
+transformers and the memory loop hide padding steps (causal + padding mask, the prompt prefix always visible), the
+dynamic prompts' attention gets a key padding mask (step 0 alone when no step is real), and the readout is at
+``3n + max(L - 1, 0)``. After :meth:`DCP.load_pretrained_backbone` only the prompts, the input projections,
 the memory transformers' final LayerNorms and the output layer train.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
-from ..constants import MEMORY, N_MODES
+from ..constants import LETTERS, MEMORY, N_MODES
 from ..missing import apply_missing_torch
 from .base import MissingModalityModel, register
+from .lengths import effective_lengths, gather_steps, step_valid, with_fallback, zero_padding
 from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, transfer_backbone
 from .peer_layers import present_flags
+from .transformer import length_mask
 
 N_CASES = N_MODES
 
@@ -84,28 +91,45 @@ class DCP(MissingModalityModel):
             out.append(prev)
         return out
 
-    def _memory(self, h: dict, modes: torch.Tensor) -> torch.Tensor:
+    def _memory(self, h: dict, modes: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Prompted memory transformers; readout per branch at the last step, or with ``lengths (B, 3)`` (effective)
+        at ``3n + max(L - 1, 0)`` (the prompt prefix always counts, padding steps are hidden from every query)."""
         corr = self.correlated_prompts(modes)
         common = self.common[modes]
         reads = []
         for i, (name, m) in enumerate(MEMORY):
             enc = getattr(self.backbone, name)
-            x = enc._embed(h[m])
-            dyn, _ = self.dyn_attn[i](self.dyn_queries[modes, i], x, x, need_weights=False)
+            valid = None if lengths is None else step_valid(lengths[:, LETTERS.index(m)], h[m].shape[1])
+            x = enc._embed(h[m], valid)
+            ignore = None if valid is None else ~with_fallback(valid)
+            dyn, _ = self.dyn_attn[i](self.dyn_queries[modes, i], x, x, key_padding_mask=ignore, need_weights=False)
             x = torch.cat([corr[0][:, i], self.common_proj[i](common), dyn, x], dim=1)
+            prefix = x.shape[1] - h[m].shape[1]
+            mask = None
+            if valid is not None:
+                full = torch.cat([valid.new_ones(valid.shape[0], prefix), valid], dim=1)
+                mask = length_mask(full, full, enc.attn_mask, x.dtype)
             for layer_idx, layer in enumerate(enc.layers):
                 if 0 < layer_idx < self.depth:
                     x = torch.cat([corr[layer_idx][:, i], x[:, self.n:]], dim=1)
-                x, _ = layer(x)
-            reads.append(enc.layer_norm(x)[:, -1])
+                x, _ = layer(x, mask=mask)
+            x = enc.layer_norm(x)
+            if valid is None:
+                reads.append(x[:, -1])
+            else:
+                reads.append(gather_steps(x, prefix + (lengths[:, LETTERS.index(m)] - 1).clamp_min(0))[:, 0])
         return torch.cat(reads, dim=-1)
 
-    def forward(self, text, audio, vision, modes, frame_masks=None):
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None):
         modes = torch.as_tensor(modes, device=text.device).long()
         text, audio, vision = apply_missing_torch(text, audio, vision, modes, frame_masks)
+        if lengths is not None:  # a missing modality has effective length 0; padding is zero-filled
+            sizes = [x.shape[1] for x in (text, audio, vision)]
+            lengths = effective_lengths(lengths, modes, sizes, text.device)
+            text, audio, vision = zero_padding((text, audio, vision), lengths)
         xl, xa, xv = self.backbone.project(text, audio, vision)
-        hcross, _ = self.backbone.crossmodal(xl, xa, xv)
-        h = self._memory(hcross, modes)
+        hcross, _ = self.backbone.crossmodal(xl, xa, xv, lengths=lengths)
+        h = self._memory(hcross, modes, lengths)
         if self.zero_missing_readout:
             keep = present_flags(modes).repeat_interleave(h.shape[-1] // 3, dim=1)
             h = torch.where(keep, h, torch.zeros_like(h))

@@ -11,6 +11,11 @@
   ``L = task(pred_m) + w_attra·(Σ SimSiam + task(pred_c)) + w_recon·Σ recon`` (the code's grouping).
 
 Missing frames (frame-level protocol) and missing modalities (all frames dropped) are zero-filled; lengths are kept.
+With per-sample ``lengths`` the utterance vector is the LSTM state at the last real step, every attention over a
+local sequence reads only its real steps (effective length: 0 for a missing modality, then step 0 alone), and
+positions come from a table computed for any length. ``compute_loss(..., observed_modes=)`` makes the complete view
+the data really recorded (zero-filled by the observed modes), and reconstructs only frames observed, within length
+and dropped in the incomplete view.
 """
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import COMPLETE_MODE
 from .base import MissingModalityModel, register
-from .peer_layers import Attention, keep_masks, sinusoid_table, zero_fill
+from .lengths import gather_steps, last_valid_index, with_fallback
+from .peer_layers import Attention, keep_masks, position_rows, sinusoid_table, zero_fill
 
 
 class SubNet(nn.Module):
@@ -33,9 +40,12 @@ class SubNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, d_out)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temporal ``(B, T, out)`` and utterance ``(B, out)`` outputs; the utterance state is ``h_n``, or with
+        ``valid (B, T)`` the state at the last real step ``max(L - 1, 0)`` (``h_n`` itself at full length)."""
         seq, (h_n, _) = self.rnn(x)
-        return self.out(seq), self.out(self.drop(h_n[-1]))
+        last = h_n[-1] if valid is None else gather_steps(seq, last_valid_index(valid))[:, 0]
+        return self.out(seq), self.out(self.drop(last))
 
 
 class GEGLUFeedForward(nn.Module):
@@ -62,9 +72,11 @@ class MPU(nn.Module):
         self.self_attn = Attention(dim, heads, attn_dropout, bias=False)
         self.ff = GEGLUFeedForward(dim, ff_mult, ff_dropout)
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        x = x + self.cross(self.norm_q(x), self.norm_ctx(ctx))
-        x = x + self.self_attn(self.norm_self(x))
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, x_keep: Optional[torch.Tensor] = None,
+                ctx_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x`` promoted by ``ctx``; ``x_keep``/``ctx_keep`` ``(B, T)``: the keys each attention may read."""
+        x = x + self.cross(self.norm_q(x), self.norm_ctx(ctx), ctx_keep)
+        x = x + self.self_attn(self.norm_self(x), key_keep=x_keep)
         return x + self.ff(self.norm_ff(x))
 
 
@@ -115,17 +127,21 @@ class EMTDLFR(MissingModalityModel):
         self.attract = nn.ModuleList([SimSiamHead(3 * d_model, gmc_pred_hidden)]
                                      + [SimSiamHead(o, max(4, o // 2)) for o in subnet_out])
 
-    def forward_once(self, feats: list[torch.Tensor]) -> dict:
-        """One view through subnets, EMT and head: ``pred``, ``utt`` (3), ``gmc`` (B, 3D), ``local`` (3)."""
-        temporal, utt = zip(*(net(x) for net, x in zip(self.subnets, feats)))
-        local = [p(t) + self.pos[: t.shape[1]] for p, t in zip(self.proj, temporal)]
+    def forward_once(self, feats: list[torch.Tensor], valid: Optional[list[torch.Tensor]] = None) -> dict:
+        """One view through subnets, EMT and head: ``pred``, ``utt`` (3), ``gmc`` (B, 3D), ``local`` (3).
+        ``valid``: per modality ``(B, T)`` real steps (lengths); every attention over a local sequence then reads
+        only those (step 0 alone when there is none)."""
+        valid = [None] * 3 if valid is None else valid
+        temporal, utt = zip(*(net(x, v) for net, x, v in zip(self.subnets, feats, valid)))
+        local = [p(t) + position_rows(self.pos, t.shape[1]) for p, t in zip(self.proj, temporal)]
+        keys = [None if v is None else with_fallback(v) for v in valid]
         gmc = torch.stack([p(u) for p, u in zip(self.proj, utt)], dim=1)  # (B, 3, D)
         b = gmc.shape[0]
         for _ in range(self.depth):
             copies = []
             for m in range(3):
-                local[m] = self.mpu(local[m], gmc)
-                copies.append(self.mpu(gmc, local[m]).reshape(b, -1))
+                local[m] = self.mpu(local[m], gmc, x_keep=keys[m])
+                copies.append(self.mpu(gmc, local[m], ctx_keep=keys[m]).reshape(b, -1))
             stack = torch.stack(copies, dim=1)  # (B, 3 copies, 3D)
             w = torch.softmax(self.pool(stack), dim=1)
             gmc = (w * stack).sum(1).view_as(gmc)
@@ -133,19 +149,31 @@ class EMTDLFR(MissingModalityModel):
         pred = self.head(torch.cat([*utt, gmc_flat], dim=-1))
         return {"pred": pred, "utt": list(utt), "gmc": gmc_flat, "local": local}
 
-    def _views(self, text, audio, vision, modes, frame_masks):
+    @staticmethod
+    def _view(feats: list[torch.Tensor], modes, frame_masks, lengths) -> tuple[list, list, Optional[list]]:
+        """Readable-frame masks, the zero-filled features and (``lengths`` given) the real steps under ``modes``."""
+        keeps = keep_masks(feats, modes, frame_masks, lengths)
+        valid = None if lengths is None else keep_masks(feats, modes, None, lengths)
+        return keeps, [zero_fill(x, k) for x, k in zip(feats, keeps)], valid
+
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None):
+        _, filled, valid = self._view([text, audio, vision], modes, frame_masks, lengths)
+        return self.forward_once(filled, valid)["pred"]
+
+    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None,
+                     lengths: Optional[torch.Tensor] = None, observed_modes: Optional[torch.Tensor] = None):
+        """The module docstring's loss. The complete view is the observed data (zero-filled by ``observed_modes``,
+        None = complete); reconstruction targets frames observed, within length and dropped in the incomplete view."""
         feats = [text, audio, vision]
-        keeps = keep_masks(feats, modes, frame_masks)
-        return feats, keeps, [zero_fill(x, k) for x, k in zip(feats, keeps)]
-
-    def forward(self, text, audio, vision, modes, frame_masks=None):
-        _, _, filled = self._views(text, audio, vision, modes, frame_masks)
-        return self.forward_once(filled)["pred"]
-
-    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None):
-        feats, keeps, filled = self._views(text, audio, vision, modes, frame_masks)
-        inc = self.forward_once(filled)
-        com = self.forward_once(feats)
+        keeps, filled, valid = self._view(feats, modes, frame_masks, lengths)
+        inc = self.forward_once(filled, valid)
+        if observed_modes is None and lengths is None:
+            observed, com = [torch.ones_like(k) for k in keeps], self.forward_once(feats)
+        else:
+            if observed_modes is None:
+                observed_modes = torch.full((text.shape[0],), COMPLETE_MODE, device=text.device)
+            observed, complete, com_valid = self._view(feats, observed_modes, None, lengths)
+            com = self.forward_once(complete, com_valid)
         task = criterion(inc["pred"], target)
         task_c = criterion(com["pred"], target)
         zero = task.new_zeros(())
@@ -154,8 +182,8 @@ class EMTDLFR(MissingModalityModel):
             pairs = [(com["gmc"], inc["gmc"])] + list(zip(com["utt"], inc["utt"]))
             attra = sum(h.loss(c, m) for h, (c, m) in zip(self.attract, pairs))
         recon = zero
-        for head, seq, x, keep in zip(self.recon, inc["local"], feats, keeps):
-            dropped = (~keep).unsqueeze(-1).to(x.dtype)
+        for head, seq, x, keep, seen in zip(self.recon, inc["local"], feats, keeps, observed):
+            dropped = (seen & ~keep).unsqueeze(-1).to(x.dtype)
             err = F.smooth_l1_loss(head(seq) * dropped, x * dropped, reduction="sum")
             recon = recon + err / (dropped.sum() * x.shape[-1] + 1e-6)
         loss = task + self.w_attra * (attra + task_c) + self.w_recon * recon

@@ -9,6 +9,8 @@
   [CLS] (text) or the mean over kept frames (audio, vision).
 * Multi-loss ``L = L_M + Σ_m w_uni · L_m``; a missing modality's unimodal loss is dropped (mean over the samples
   that have it) and its tokens are zero-filled and masked as keys (its CLS tokens stay visible, so no softmax NaN).
+* Per-sample ``lengths``: a frame is readable only within its sample's length (padding is masked like a dropped
+  frame); positions come from a table computed for any length.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from torch import nn
 from ..constants import MODALITIES
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
-from .peer_layers import Attention, PostLNBlock, keep_masks, masked_mean, sinusoid_table, zero_fill
+from .peer_layers import Attention, PostLNBlock, keep_masks, masked_mean, position_rows, sinusoid_table, zero_fill
 
 
 class CMELayer(nn.Module):
@@ -73,15 +75,15 @@ class MMML(MissingModalityModel):
         self.fused_head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n * d, d), nn.ReLU(),
                                         nn.Linear(d, d), nn.ReLU(), nn.Linear(d, output_dim))
 
-    def _parts(self, text, audio, vision, modes, frame_masks):
+    def _parts(self, text, audio, vision, modes, frame_masks, lengths=None):
         """Fused prediction, unimodal predictions and per-stream 'has any kept frame' flags."""
         feats = [text, audio, vision]
-        keeps_all = keep_masks(feats, modes, frame_masks)
+        keeps_all = keep_masks(feats, modes, frame_masks, lengths)
         streams, keeps, uni, has = [], [], [], []
         for s, i in enumerate(self.idx):
             x, keep = feats[i], keeps_all[i]
             b, t = keep.shape
-            h = self.proj[s](zero_fill(x, keep)) + self.pos[:t]
+            h = self.proj[s](zero_fill(x, keep)) + position_rows(self.pos, t)
             seq = torch.cat([self.enc_cls[s].expand(b, 1, -1), h], dim=1)
             kseq = torch.cat([keep.new_ones(b, 1), keep], dim=1)
             for blk in self.encoders[s]:
@@ -96,11 +98,13 @@ class MMML(MissingModalityModel):
         fused = self.fused_head(torch.cat([s[:, 0] for s in streams], dim=-1))
         return fused, uni, has
 
-    def forward(self, text, audio, vision, modes, frame_masks=None):
-        return self._parts(text, audio, vision, modes, frame_masks)[0]
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None):
+        return self._parts(text, audio, vision, modes, frame_masks, lengths)[0]
 
-    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None):
-        fused, uni, has = self._parts(text, audio, vision, modes, frame_masks)
+    def compute_loss(self, text, audio, vision, modes, target, criterion, frame_masks: Optional[dict] = None,
+                     lengths: Optional[torch.Tensor] = None, observed_modes: Optional[torch.Tensor] = None):
+        """``L_M + Σ_m w_uni·L_m`` over the samples that have modality m (``observed_modes`` is not read)."""
+        fused, uni, has = self._parts(text, audio, vision, modes, frame_masks, lengths)
         loss_m = criterion(fused, target)
         loss = loss_m
         parts = {"task": loss_m.detach()}

@@ -19,6 +19,12 @@ Fixes over the released code (see README "Fixes to the reference"):
   paper's figure draws; ``"bypass"`` reproduces the released code (generated features skip any projection).
 * No Python loop over samples: each of the nine fusers runs once on the samples that need it.
 
+Per-sample ``lengths`` (:mod:`mplmm.models.lengths`): a present modality's steps beyond its length are padding (raw
+features zero-filled, hidden in every attention); the mapper outputs of a source's padding steps are zeroed before
+the fusers; a generated modality has its full length ``T_t``. The missing-type tokens follow the real steps
+(positions ``L+1..L+P``) and stay the readout. Fusers and prompts are sized by ``seq_lens``: MPLMM only accepts
+those sequence lengths (``fixed_seq_lens``).
+
 Ablation switches (the paper's ablations; all true = the full model):
 
 * ``generative_prompts=False`` — no generative prompt ``GP_t``: the fusers see only the mapped sources
@@ -42,6 +48,7 @@ from torch import nn
 from ..constants import LETTERS, MODALITIES, MODE_PRESENT, N_MODES, PRESENT_ROWS
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
+from .lengths import clamp_lengths, effective_lengths, valid_masks, zero_fill
 from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
 
 MODS = LETTERS
@@ -96,6 +103,7 @@ class MPLMM(MissingModalityModel):
     """MPLMM prompt model; ``load_pretrained_backbone`` copies and freezes a ``mult`` checkpoint."""
 
     inputs_only_through_projections = True
+    fixed_seq_lens = True  # fusers and prompts are sized by the configured sequence lengths
 
     @classmethod
     def extra_config_defaults(cls) -> dict:
@@ -185,13 +193,22 @@ class MPLMM(MissingModalityModel):
         return tokens[:, 0], tokens[:, 1], tokens[:, 2]
 
     # -- missing modality generation --------------------------------------------------------------------------------
-    def complete_inputs(self, text, audio, vision, modes, frame_masks: Optional[dict] = None):
-        """Inputs of the crossmodal transformers ``(B, L_x, d)`` for l, a, v: generated where missing."""
+    def complete_inputs(self, text, audio, vision, modes, frame_masks: Optional[dict] = None,
+                        lengths: Optional[torch.Tensor] = None):
+        """Inputs of the crossmodal transformers ``(B, L_x, d)`` for l, a, v: generated where missing.
+
+        ``lengths (B, 3)``: raw steps beyond a modality's (effective) length are zero-filled, and the mapper outputs
+        there are zeroed before the temporal fusers, so that padding never reaches a generated modality."""
         raw = dict(zip(MODS, (text, audio, vision)))
         if frame_masks is not None:
             for m, key in zip(MODS, MODALITIES):
                 if key in frame_masks:
                     raw[m] = raw[m] * frame_masks[key].unsqueeze(-1).to(raw[m].dtype)
+        valid = None
+        if lengths is not None:
+            eff = effective_lengths(lengths, modes, [raw[m].shape[1] for m in MODS], text.device)
+            valid = dict(zip(MODS, valid_masks(eff, [raw[m].shape[1] for m in MODS])))
+            raw = {m: zero_fill(raw[m], valid[m]) for m in MODS}
         raw["l"] = F.dropout(raw["l"], self.backbone.embed_dropout, self.training)
         masked = masked_generation(modes.device)
         present = self.present_table[modes]  # (B, 3)
@@ -202,13 +219,28 @@ class MPLMM(MissingModalityModel):
             if self.use_signal:
                 x = x + self.prompt_nm[t].T
             if masked:
-                out[t] = self._generate_masked(t, raw, self.combo_index[i][modes], x)
+                out[t] = self._generate_masked(t, raw, self.combo_index[i][modes], x, valid)
                 continue
             missing_idx = (~present[:, i]).nonzero().squeeze(1)
             if missing_idx.numel():
-                x = x.index_copy(0, missing_idx, self._generate(t, raw, modes, missing_idx))
+                x = x.index_copy(0, missing_idx, self._generate(t, raw, modes, missing_idx, valid))
             out[t] = x
         return tuple(out[m] for m in MODS)
+
+    def sequence_lengths(self, lengths: torch.Tensor, modes: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        """Real steps ``(B, 3)`` of the completed sequences: the clamped length of a present modality, the full
+        ``T_t`` of a generated one."""
+        lengths = torch.as_tensor(lengths, device=self.present_table.device)
+        return clamp_lengths(torch.where(self.present_table[modes], lengths, max(sizes)), sizes)  # missing: T_t
+
+    def _map(self, s: str, t: str, raw: dict, valid: Optional[dict], rows: Optional[torch.Tensor] = None):
+        """Mapper ``s→t`` on source ``s`` (rows ``rows`` only, when given) ``(n, L_s, d)``; zero at the source's
+        padding steps when ``valid`` (per-modality step validity) is given."""
+        x = raw[s] if rows is None else raw[s][rows]
+        mapped = self.mappers[f"{s}2{t}"].time_last(x)
+        if valid is None:
+            return mapped
+        return zero_fill(mapped, valid[s] if rows is None else valid[s][rows])
 
     def _fuse(self, t: str, combo: str, mapped: list[torch.Tensor]) -> torch.Tensor:
         """Generated features ``(n, L_t, d)`` of ``t`` from the mapped sources of ``combo`` ``[(n, L_s, d), ...]``."""
@@ -221,7 +253,8 @@ class MPLMM(MissingModalityModel):
             fused = conv1x1_time_last(self.gen_proj[t], fused)
         return fused + self.prompt_m[t].T if self.use_signal else fused
 
-    def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def _generate(self, t: str, raw: dict, modes: torch.Tensor, idx: torch.Tensor,
+                  valid: Optional[dict] = None) -> torch.Tensor:
         """Generated features ``(len(idx), L_t, d)`` of target ``t`` for samples ``idx`` (all missing ``t``)."""
         which = self.combo_index[_IDX[t]][modes[idx]]  # (n,) fuser of each row
         result = torch.empty(idx.numel(), self.seq[t], self.d, dtype=raw[t].dtype, device=raw[t].device)
@@ -230,23 +263,26 @@ class MPLMM(MissingModalityModel):
             if not sel.numel():
                 continue
             rows = idx[sel]
-            mapped = [self.mappers[f"{s}2{t}"].time_last(raw[s][rows]) for s in CONCAT_ORDER[t] if s in combo]
+            mapped = [self._map(s, t, raw, valid, rows) for s in CONCAT_ORDER[t] if s in combo]
             result = result.index_copy(0, sel, self._fuse(t, combo, mapped))
         return result
 
-    def _generate_masked(self, t: str, raw: dict, which: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _generate_masked(self, t: str, raw: dict, which: torch.Tensor, x: torch.Tensor,
+                         valid: Optional[dict] = None) -> torch.Tensor:
         """``x`` with every row whose fuser index ``which`` is >= 0 replaced by generated features, without host
         syncs: each mapper and fuser runs on the whole batch and ``torch.where`` keeps the rows that use it."""
-        mapped = {s: self.mappers[f"{s}2{t}"].time_last(raw[s]) for s in CONCAT_ORDER[t]}
+        mapped = {s: self._map(s, t, raw, valid) for s in CONCAT_ORDER[t]}
         for c, combo in enumerate(FUSER_SOURCES[t]):
             gen = self._fuse(t, combo, [mapped[s] for s in CONCAT_ORDER[t] if s in combo])
             x = torch.where((which == c).view(-1, 1, 1), gen, x)
         return x
 
-    def forward(self, text, audio, vision, modes, frame_masks=None, need_weights: bool = False):
-        xl, xa, xv = self.complete_inputs(text, audio, vision, modes, frame_masks)
+    def forward(self, text, audio, vision, modes, frame_masks=None, lengths=None, need_weights: bool = False):
+        xl, xa, xv = self.complete_inputs(text, audio, vision, modes, frame_masks, lengths)
         tokens = self.missing_type_tokens(modes) if self.use_type else None
-        enc = self.backbone.encode(xl, xa, xv, extra_tokens=tokens, need_weights=need_weights)
+        if lengths is not None:
+            lengths = self.sequence_lengths(lengths, modes, [x.shape[1] for x in (text, audio, vision)])
+        enc = self.backbone.encode(xl, xa, xv, extra_tokens=tokens, need_weights=need_weights, lengths=lengths)
         if need_weights:
             h, attn = enc
             return self.backbone.head(h), attn

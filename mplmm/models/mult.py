@@ -2,6 +2,9 @@
 
 1×1 temporal conv projections (bias-free) → six crossmodal transformers (l←a, l←v, a←l, a←v, v←l, v←a) → three
 self-attention memory transformers on the concatenated crossmodal outputs → last-step readout → residual head.
+With per-sample ``lengths`` (:mod:`mplmm.models.lengths`) every attention hides padding steps, positions count real
+steps, and the memory transformers read out the last real step ``max(L - 1, 0)`` (the last appended token when there
+are any).
 The plain ``mult`` model reads every modality: it is the pre-training model on complete data (like the reference,
 it ignores ``modes``; use ``mult_zero`` for a baseline under missingness).
 """
@@ -16,6 +19,7 @@ from torch import nn
 from ..constants import CROSSMODAL, LETTERS, MEMORY
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
+from .lengths import clamp_lengths, gather_steps, last_valid_index, step_valid, valid_masks, zero_padding
 from .transformer import TransformerEncoder
 
 #: pretrained keys that are re-initialised on transfer (as in MPLMM's ``transfer_model``)
@@ -65,28 +69,48 @@ class MulTBackbone(nn.Module):
         return tuple(conv1x1_time_last(p, x)
                      for p, x in ((self.proj_l, text), (self.proj_a, audio), (self.proj_v, vision)))
 
-    def crossmodal(self, xl: torch.Tensor, xa: torch.Tensor, xv: torch.Tensor, need_weights: bool = False):
-        """Six crossmodal transformers; returns ``{l,a,v: (B, T_x, 2d)}`` and the attention weights (if asked)."""
+    def crossmodal(self, xl: torch.Tensor, xa: torch.Tensor, xv: torch.Tensor, need_weights: bool = False,
+                   lengths: Optional[torch.Tensor] = None):
+        """Six crossmodal transformers; returns ``{l,a,v: (B, T_x, 2d)}`` and the attention weights (if asked).
+        ``lengths (B, 3)``: real steps of l, a, v (effective and clamped); None = every step counts."""
         x = dict(zip(LETTERS, (xl, xa, xv)))
+        valid = {} if lengths is None else dict(zip(LETTERS, valid_masks(lengths, [t.shape[1] for t in x.values()])))
         out, attn = {}, {}
         for name, tgt, src in CROSSMODAL:
-            out[name], attn[name] = getattr(self, name)(x[tgt], x[src], need_weights=need_weights)
+            out[name], attn[name] = getattr(self, name)(x[tgt], x[src], need_weights=need_weights,
+                                                        valid=valid.get(tgt), valid_k=valid.get(src))
         h = {m: torch.cat([out[name] for name, tgt, _src in CROSSMODAL if tgt == m], dim=-1) for m in LETTERS}
         return h, attn
 
-    def memory(self, h: dict, extra_tokens: Optional[tuple] = None, need_weights: bool = False):
-        """Memory transformers (optionally with appended tokens ``(B, P, 2d)`` per branch); last-step readout."""
+    def memory(self, h: dict, extra_tokens: Optional[tuple] = None, need_weights: bool = False,
+               lengths: Optional[torch.Tensor] = None):
+        """Memory transformers (optionally with appended tokens ``(B, P, 2d)`` per branch) and their readout.
+
+        Without ``lengths`` the readout is the last step. With ``lengths (B, 3)`` the first ``lengths[b, j]`` steps
+        of branch ``j`` are real, the appended tokens always count (positions ``L+1..L+P``), and the readout is the
+        last valid step: the last token, else step ``max(L - 1, 0)``.
+        """
         reads, attn = [], {}
         for i, (name, m) in enumerate(MEMORY):
             seq = h[m] if extra_tokens is None else torch.cat([h[m], extra_tokens[i]], dim=1)
-            y, attn[name] = getattr(self, name)(seq, need_weights=need_weights, last_only=not need_weights)
+            valid = None
+            if lengths is not None:
+                valid = step_valid(lengths[:, LETTERS.index(m)], h[m].shape[1])
+                if extra_tokens is not None:
+                    valid = torch.cat([valid, valid.new_ones(extra_tokens[i].shape[:2])], dim=1)
+            y, attn[name] = getattr(self, name)(seq, need_weights=need_weights, last_only=not need_weights,
+                                                valid=valid)
+            if valid is not None and need_weights:
+                y = gather_steps(y, last_valid_index(valid))
             reads.append(y[:, -1])
         return torch.cat(reads, dim=-1), attn
 
-    def encode(self, xl, xa, xv, extra_tokens: Optional[tuple] = None, need_weights: bool = False):
-        """Crossmodal + memory transformers → ``(B, 6d)``; with ``need_weights`` also a dict of weights."""
-        h, a1 = self.crossmodal(xl, xa, xv, need_weights)
-        out, a2 = self.memory(h, extra_tokens, need_weights)
+    def encode(self, xl, xa, xv, extra_tokens: Optional[tuple] = None, need_weights: bool = False,
+               lengths: Optional[torch.Tensor] = None):
+        """Crossmodal + memory transformers → ``(B, 6d)``; with ``need_weights`` also a dict of weights.
+        ``lengths (B, 3)``: real steps of ``xl, xa, xv`` (see :meth:`memory`)."""
+        h, a1 = self.crossmodal(xl, xa, xv, need_weights, lengths)
+        out, a2 = self.memory(h, extra_tokens, need_weights, lengths)
         return (out, {**a1, **a2}) if need_weights else out
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
@@ -165,9 +189,15 @@ class MulT(MissingModalityModel):
             backbone = super().__getattr__("backbone")
             return getattr(backbone, name)
 
-    def forward(self, text, audio, vision, modes=None, frame_masks=None, need_weights: bool = False):
+    def forward(self, text, audio, vision, modes=None, frame_masks=None, lengths=None, need_weights: bool = False):
+        """Prediction ``(B, output_dim)`` (and the attention weights with ``need_weights``). ``lengths (B, 3)``:
+        real steps per modality (clamped; steps beyond are zero-filled and never read); ``modes`` and
+        ``frame_masks`` are ignored, as in the reference."""
+        if lengths is not None:
+            lengths = clamp_lengths(lengths, [x.shape[1] for x in (text, audio, vision)], text.device)
+            text, audio, vision = zero_padding((text, audio, vision), lengths)
         xl, xa, xv = self.backbone.project(text, audio, vision)
-        enc = self.backbone.encode(xl, xa, xv, need_weights=need_weights)
+        enc = self.backbone.encode(xl, xa, xv, need_weights=need_weights, lengths=lengths)
         if need_weights:
             h, attn = enc
             return self.backbone.head(h), attn

@@ -1,8 +1,8 @@
 """Small layers and mask helpers shared by the peer methods (EMT-DLFR, MMML, ComP, DCP, MulT baselines).
 
 Masks follow the model contract: ``keep`` is ``True`` where a frame may be read (its modality is present under the
-sample's mode *and* the frame was not dropped). Zero filling uses :func:`torch.where`, so a missing feature never
-reaches the graph (not even as ``NaN * 0``).
+sample's mode, the frame was not dropped and, with ``lengths``, it lies within the sample's length). Zero filling
+uses :func:`torch.where`, so a missing feature never reaches the graph (not even as ``NaN * 0``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch import nn
 from ..constants import MODALITIES
 from ..errors import ConfigError
 from ..missing import present_table
+from .lengths import clamp_lengths, valid_masks, zero_fill  # noqa: F401  (zero_fill: re-exported)
 
 NEG_INF = -1e4  # additive mask value: a fully masked row degrades to a uniform softmax, never NaN
 
@@ -27,28 +28,37 @@ def present_flags(modes: torch.Tensor) -> torch.Tensor:
 
 
 def keep_masks(feats: Sequence[torch.Tensor], modes: torch.Tensor,
-               frame_masks: Optional[Mapping[str, torch.Tensor]] = None) -> list[torch.Tensor]:
-    """Per modality ``(B, T_m)`` bool: frame readable = modality present and frame kept."""
+               frame_masks: Optional[Mapping[str, torch.Tensor]] = None,
+               lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """Per modality ``(B, T_m)`` bool: frame readable = modality present, frame kept and (``lengths (B, 3)`` given)
+    within the sample's length."""
     present = present_flags(torch.as_tensor(modes, device=feats[0].device))
+    sizes = [x.shape[1] for x in feats]
+    valid = None if lengths is None else valid_masks(clamp_lengths(lengths, sizes, feats[0].device), sizes)
     out = []
     for j, (name, x) in enumerate(zip(MODALITIES, feats)):
         keep = present[:, j:j + 1].expand(x.shape[0], x.shape[1])
         fm = None if frame_masks is None else frame_masks.get(name)
         if fm is not None:
             keep = keep & torch.as_tensor(fm, device=x.device).bool()
+        if valid is not None:
+            keep = keep & valid[j]
         out.append(keep)
     return out
-
-
-def zero_fill(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``x (B, T, D)`` with unreadable frames set to exactly 0."""
-    return torch.where(keep.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Mean of ``x (B, T, D)`` over kept steps; 0 where nothing is kept."""
     w = keep.unsqueeze(-1).to(x.dtype)
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def position_rows(table: torch.Tensor, steps: int) -> torch.Tensor:
+    """The first ``steps`` rows of a :func:`sinusoid_table` buffer; a longer table is computed when ``steps`` exceeds
+    the buffer (any sequence length is accepted)."""
+    if steps <= table.shape[0]:
+        return table[:steps]
+    return sinusoid_table(steps, table.shape[1]).to(device=table.device, dtype=table.dtype)
 
 
 def sinusoid_table(length: int, dim: int) -> torch.Tensor:

@@ -9,6 +9,12 @@ Semantics follow MulT / MPLMM ``modules/*`` exactly (mplmm.md §5.1):
 * MulT's offset causal mask hides key ``j`` from query ``i`` when ``j > i + |L_k - L_q|``;
 * a final LayerNorm after the stack.
 
+Per-sample lengths (:mod:`mplmm.models.lengths`): ``TransformerEncoder.forward`` takes step-validity masks ``valid``
+(query sequence) and ``valid_k`` (key sequence), ``(B, T)`` bool. With them, "non-padding" in the position rule is
+``valid`` instead of channel 0 (real steps get 1..L, padding 0), and one ``(B, 1, Lq, Lk)`` mask built per call
+(:func:`length_mask`) hides invalid keys and applies the offset rule with each sample's real lengths; a row with no
+visible key attends to step 0 only (whose position vector is then zero). Without masks nothing changes.
+
 Attention weights are only materialised when ``need_weights=True`` (for attention maps); the normal path is one SDPA
 call per layer.
 """
@@ -22,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lengths import gather_steps, last_valid_index
 
 #: On CPU, heads narrower than this are zero-padded to this width before SDPA (0 = never). Exact: the zero columns
 #: add nothing to ``q·k`` and give output columns that are dropped; the scale stays ``1/sqrt(head_dim)``. PyTorch's CPU
@@ -71,9 +78,35 @@ def _sinusoid_freqs(dim: int, device: torch.device) -> torch.Tensor:
         return torch.exp(torch.arange(half, dtype=torch.float32) * -scale).to(device)
 
 
-def sinusoidal_positions(x_in: torch.Tensor, dim: int) -> torch.Tensor:
-    """Positional embedding ``(B, T, dim)`` of MulT for input ``x_in (B, T, C)`` (padding = channel 0 == 0)."""
-    nonpad = x_in[..., 0].ne(0)
+def length_mask(valid_q: torch.Tensor, valid_k: torch.Tensor, causal: bool,
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``(B, 1, Lq, Lk)`` mask for step-validity masks ``valid_q (B, Lq)``, ``valid_k (B, Lk)``: bool (True = attend),
+    or with ``dtype`` the additive form SDPA would derive from it in every layer (0 / -inf), made once.
+
+    Invalid keys are hidden; with ``causal`` also key ``j`` from query ``i`` when ``j > i + |L_k - L_q|``, ``L`` being
+    the sample's numbers of valid steps (self-attention: plain causal). A row with no visible key sees step 0 only.
+    """
+    batch, len_q, len_k = valid_k.shape[0], valid_q.shape[-1], valid_k.shape[-1]
+    j = torch.arange(len_k, device=valid_k.device).view(1, 1, len_k)
+    any_k = valid_k.any(-1).view(-1, 1, 1)
+    if causal:
+        i = torch.arange(len_q, device=valid_k.device).view(1, len_q, 1)
+        limit = i + (valid_k.sum(-1) - valid_q.sum(-1)).abs().view(-1, 1, 1)  # (B, Lq, 1)
+        allowed = valid_k.unsqueeze(1) & (j <= limit)
+        first = valid_k.to(torch.uint8).argmax(-1).view(-1, 1, 1)  # the first valid key (0 when none)
+        no_key = ~any_k | (first > limit)
+    else:
+        allowed, no_key = valid_k.unsqueeze(1).expand(batch, len_q, len_k), ~any_k
+    mask = (allowed | ((j == 0) & no_key)).unsqueeze(1)
+    if dtype is None:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+def sinusoidal_positions(x_in: torch.Tensor, dim: int, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Positional embedding ``(B, T, dim)`` of MulT for input ``x_in (B, T, C)``: padding = channel 0 == 0, or the
+    steps where ``valid (B, T)`` is False when given."""
+    nonpad = x_in[..., 0].ne(0) if valid is None else valid
     positions = torch.cumsum(nonpad, dim=1) * nonpad  # (B, T), 0 for padding
     freqs = _sinusoid_freqs(dim, x_in.device)
     angles = positions.to(torch.float32).unsqueeze(-1) * freqs  # (B, T, half)
@@ -156,10 +189,14 @@ class MultiheadAttention(nn.Module):
                 raise ValueError("is_causal needs square attention and no attn_mask")
             if need_weights:
                 attn_mask, is_causal = offset_causal_mask(q.shape[-2], k.shape[-2], q.device), False
+        if attn_mask is not None and attn_mask.is_floating_point() and attn_mask.dtype != q.dtype:
+            attn_mask = attn_mask.to(q.dtype)  # an additive mask under autocast
         if need_weights:
             scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
-            if attn_mask is not None:
+            if attn_mask is not None and attn_mask.dtype == torch.bool:
                 scores = scores.masked_fill(~attn_mask, float("-inf"))
+            elif attn_mask is not None:
+                scores = scores + attn_mask
             weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
             out = F.dropout(weights, dropout, self.training) @ v
         else:
@@ -189,19 +226,29 @@ class TransformerEncoderLayer(nn.Module):
         self.layer_norms = nn.ModuleList([nn.LayerNorm(embed_dim) for _ in range(2)])
 
     def forward(self, x: torch.Tensor, x_k: Optional[torch.Tensor] = None, x_v: Optional[torch.Tensor] = None,
-                need_weights: bool = False, last_only: bool = False):
-        """One layer. ``last_only`` (self-attention) computes only the last query row, exactly: MulT's mask never
-        hides a key from the last query, and later positions do not feed back into earlier ones."""
+                need_weights: bool = False, last_only: bool = False, mask: Optional[torch.Tensor] = None,
+                row: Optional[torch.Tensor] = None):
+        """One layer. ``last_only`` (self-attention) computes only one query row, exactly: later positions do not
+        feed back into earlier ones. The row is the last one (MulT's mask never hides a key from it) or, with
+        ``row (B,)``, row ``row[b]`` of each sample. ``mask (B, 1, Lq, Lk)``, bool (True = attend) or additive, when
+        given replaces the layer's own MulT mask (lengths: :func:`length_mask`, built once per encoder call)."""
         ln0 = self.layer_norms[0]
         if last_only and x_k is None:
             kv = ln0(x)
-            x = x[:, -1:]
-            h, w = self.self_attn(kv[:, -1:], kv, kv, None, need_weights)
+            if row is None:
+                x, q = x[:, -1:], kv[:, -1:]
+                mask = None if mask is None else mask[:, :, -1:]
+            else:
+                x, q = gather_steps(x, row), gather_steps(kv, row)
+                mask = None if mask is None else gather_steps(mask[:, 0], row).unsqueeze(1)
+            h, w = self.self_attn(q, kv, kv, mask, need_weights)
         elif x_k is None:
             # self-attention: MulT's mask is the plain causal one (|L_k - L_q| = 0)
-            h, w = self.self_attn(ln0(x), None, None, None, need_weights, is_causal=self.attn_mask)
+            causal = self.attn_mask and mask is None
+            h, w = self.self_attn(ln0(x), None, None, mask, need_weights, is_causal=causal)
         else:
-            mask = offset_causal_mask(x.shape[1], x_k.shape[1], x.device) if self.attn_mask else None
+            if mask is None and self.attn_mask:
+                mask = offset_causal_mask(x.shape[1], x_k.shape[1], x.device)
             k = ln0(x_k)
             v = k if x_v is None or x_v is x_k else ln0(x_v)
             h, w = self.self_attn(ln0(x), k, v, mask, need_weights)
@@ -219,7 +266,7 @@ class TransformerEncoder(nn.Module):
                  relu_dropout: float = 0.0, res_dropout: float = 0.0, embed_dropout: float = 0.0,
                  attn_mask: bool = True) -> None:
         super().__init__()
-        self.embed_dim, self.embed_dropout = embed_dim, embed_dropout
+        self.embed_dim, self.embed_dropout, self.attn_mask = embed_dim, embed_dropout, attn_mask
         self.embed_scale = math.sqrt(embed_dim)
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(embed_dim, num_heads, attn_dropout, relu_dropout, res_dropout, attn_mask)
@@ -227,28 +274,45 @@ class TransformerEncoder(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(embed_dim)
 
-    def _embed(self, x_in: torch.Tensor) -> torch.Tensor:
-        x = self.embed_scale * x_in + sinusoidal_positions(x_in, self.embed_dim)
+    def _embed(self, x_in: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.embed_scale * x_in + sinusoidal_positions(x_in, self.embed_dim, valid)
         return F.dropout(x, self.embed_dropout, self.training)
 
-    def forward(self, x_in: torch.Tensor, x_in_k: Optional[torch.Tensor] = None,
-                need_weights: bool = False, last_only: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x_in: torch.Tensor, x_in_k: Optional[torch.Tensor] = None, need_weights: bool = False,
+                last_only: bool = False, valid: Optional[torch.Tensor] = None,
+                valid_k: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``x_in (B, Lq, E)``, ``x_in_k (B, Lk, E)``; returns the output and per-layer weights (if asked).
 
-        ``last_only`` (self-attention only) returns just the last position ``(B, 1, E)``, computing the last layer for
-        that one query: the readout of MulT's memory transformers needs nothing else.
+        ``last_only`` (self-attention only) returns just the readout position ``(B, 1, E)``, computing the last layer
+        for that one query: the readout of MulT's memory transformers needs nothing else. It is the last step, or
+        with ``valid`` the last valid step of each sample (step 0 when none is).
+
+        ``valid (B, Lq)`` / ``valid_k (B, Lk)`` bool: per-sample step validity (lengths); either may be omitted (all
+        steps valid; self-attention uses ``valid`` for its keys). Positions then count valid steps only and
+        :func:`length_mask` replaces MulT's mask in every layer.
         """
-        x = self._embed(x_in)
+        mask = row = None
+        if valid is not None or valid_k is not None:
+            valid = _all_valid(x_in) if valid is None else valid
+            valid_k = valid if x_in_k is None else (_all_valid(x_in_k) if valid_k is None else valid_k)
+            mask = length_mask(valid, valid_k, self.attn_mask, x_in.dtype)
+            row = last_valid_index(valid) if last_only else None
+        x = self._embed(x_in, valid)
         x_k = x_v = None
         if x_in_k is not None:
             # MulT drops key and value inputs with independent masks; identical (one tensor) when not training
             independent = self.training and self.embed_dropout > 0
-            x_k = self._embed(x_in_k)
-            x_v = self._embed(x_in_k) if independent else x_k
+            x_k = self._embed(x_in_k, valid_k)
+            x_v = self._embed(x_in_k, valid_k) if independent else x_k
         weights = []
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
-            x, w = layer(x, x_k, x_v, need_weights, last_only=last_only and i == n - 1)
+            x, w = layer(x, x_k, x_v, need_weights, last_only=last_only and i == n - 1, mask=mask, row=row)
             if need_weights:
                 weights.append(w)
         return self.layer_norm(x), weights
+
+
+def _all_valid(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` all-True validity for ``x (B, T, E)``."""
+    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
