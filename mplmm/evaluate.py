@@ -70,7 +70,8 @@ class SplitTensors:
 
 def run_model(model: MissingModalityModel, x: Sequence[torch.Tensor], modes: torch.Tensor,
               frames: Optional[dict] = None, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``model(text, audio, vision, modes, frame_masks, lengths=...)``: the one way batches enter a model."""
+    """``model(text, audio, vision, modes, frame_masks, lengths=...)``: the one way batches enter a model (``lengths``
+    is passed only when the data records lengths, so a user's own module without the argument still runs)."""
     if lengths is None:
         return model(*x, modes, frames)
     return model(*x, modes, frames, lengths=lengths)

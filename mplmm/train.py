@@ -340,11 +340,10 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, dict[str, float]]:
         idx = order[start:start + cfg.batch_size]
         x, y = data.batch(idx)
         run.opt.zero_grad(set_to_none=True)
-        extra = {k: v for k, v in (("lengths", data.lengths_of(idx)),
-                                   ("observed_modes", None if observed is None else observed[idx])) if v is not None}
         with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             loss, _, parts = model.compute_loss(*x, modes_all[idx], loss_target(y, run.ds.task), run.criterion,
-                                                frame_rows(frames, idx), **extra)
+                                                frame_rows(frames, idx), lengths=data.lengths_of(idx),
+                                                observed_modes=None if observed is None else observed[idx])
         total = total + loss.detach().double() * len(idx)
         seen += len(idx)
         if (step + 1) % check_every == 0:

@@ -126,10 +126,9 @@ def generation_quality(model: nn.Module, ds, split: str = "test", n_samples: Opt
         for _idx, batch in batches(ds, split, None, batch_size, dev, complete):
             b = batch[0].shape[0]
             n_total += b
-            extra = {} if batch.lengths is None else {"lengths": batch.lengths}
-            real = model.complete_inputs(*batch, modes_tensor(COMPLETE_MODE, b, dev), **extra)
+            real = model.complete_inputs(*batch, modes_tensor(COMPLETE_MODE, b, dev), lengths=batch.lengths)
             for mode in range(N_MODES - 1):
-                gen = model.complete_inputs(*batch, modes_tensor(mode, b, dev), **extra)
+                gen = model.complete_inputs(*batch, modes_tensor(mode, b, dev), lengths=batch.lengths)
                 for i, present in enumerate(MODE_PRESENT[mode]):
                     if present:
                         continue
