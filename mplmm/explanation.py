@@ -64,7 +64,8 @@ def _timesteps(model: MissingModalityModel, ds: MultimodalDataset, split: str, r
                 notes.append(str(exc))
                 continue
         attrs = timestep_attributions(model, batch, mode, method=method, n_steps=n_steps)
-        out[method] = {m: attrs[m][0, : max(real[j], 1)].tolist() for j, m in enumerate(MODALITIES)}
+        out[method] = {m: attrs[m][0, : real[j]].tolist() for j, m in enumerate(MODALITIES)
+                       if ds[split].present[row, j]}  # absent modalities have no steps to show
     return out, notes
 
 
@@ -110,6 +111,10 @@ def _section(record: dict, index: int) -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
     parts = [f"<section><h2>{html.escape(record['id'])}</h2><table class='facts'>{rows}</table>"]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in record["notes"]]
+    absent = [m for m in MODALITIES if m not in record["present"]]
+    if absent:
+        parts.append(f"<p class='note'>{' and '.join(absent)}: never recorded for this sample, so never read "
+                     "(importance 0, no time steps)</p>")
     for j, fig in enumerate(_figures(record)):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"s{index}f{j}"))
     return "\n".join(parts) + "</section>"
@@ -143,9 +148,11 @@ def explain(model: MissingModalityModel, data: Union[MultimodalDataset, PathLike
     records = [explain_sample(model, ds, split, row, methods, n_steps) for _uid, split, row in chosen]
     out = Path(out_dir)
     info = getattr(model, "checkpoint", None) or {}
+    prepared = [n for n in ds.notes if "checkpoint" in n or "trained lengths" in n or "kept raw" in n]
     facts = {"model": getattr(model, "registry_name", type(model).__name__),
              "checkpoint": info.get("path", "(in memory)"), "data": ds.source, "task": ds.task,
-             "notes": "; ".join(ds.notes[-3:]) or "—"}
+             "the data has": "; ".join(f"{k}: {v}" for k, v in ds.presence_summary().items()),
+             "prepared": "; ".join(prepared) or "as read (no statistics to apply)"}
     page = render_html(records, f"mplmm explain: {len(records)} sample(s)", facts)
     html_path = atomic_write(out / "explain.html", lambda fh: fh.write(page.encode("utf-8")))
     text = json.dumps({"facts": facts, "samples": records}, indent=2, default=float)

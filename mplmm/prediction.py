@@ -87,16 +87,27 @@ def conform(ds: MultimodalDataset, model: MissingModalityModel, notes: Optional[
                      "padding is masked)")
 
 
+def _shallow_copy(ds: MultimodalDataset) -> MultimodalDataset:
+    """A copy of ``ds`` that shares the arrays but not what :func:`conform` replaces (splits, lengths dicts, notes,
+    preprocessing): conforming it leaves ``ds`` as it was."""
+    import copy
+    from dataclasses import replace
+
+    splits = {k: replace(sp, lengths=None if sp.lengths is None else dict(sp.lengths)) for k, sp in ds.splits.items()}
+    return replace(ds, splits=splits, notes=list(ds.notes), preprocessing=copy.deepcopy(ds.preprocessing))
+
+
 def prepare_data(model: MissingModalityModel, data: Union[MultimodalDataset, PathLike], *,
                  for_prediction: bool = True, verbose: bool = False, **options: Any) -> MultimodalDataset:
-    """The dataset ``data`` (a path, a synthetic name or a dataset) prepared for ``model``, checked to fit it.
+    """The dataset ``data`` (a path, a synthetic name or a dataset, which is left unchanged) prepared for ``model``,
+    checked to fit it.
 
     A path is read with ``standardize=False`` and, for prediction, the checkpoint's label options (so an unlabeled
     file needs nothing else); ``options`` go to :func:`mplmm.data.load_dataset` (they win over the checkpoint's).
     A checkpoint without stored preprocessing (older files) falls back to the data's own statistics, as before.
     """
     if isinstance(data, MultimodalDataset):
-        ds = data
+        ds = _shallow_copy(data)  # preparing never changes the caller's dataset
     else:
         synthetic = str(data).startswith("synthetic") and not Path(str(data)).exists()
         labels = {} if synthetic or not for_prediction else label_options_of(model)

@@ -55,3 +55,25 @@ def test_bench_lengths_prints_both_ratios():
     out = _bench("bench_lengths.py", "--quick", "--reps", "1", "--threads", "1", "--batch", "4", "--device", "cpu")
     assert re.fullmatch(r"mult_ratio=[\d.]+ mplmm_ratio=[\d.]+", out[-1]), out[-1]
     assert out[0].startswith("machine: ")
+
+
+def test_bench_predict_small_run_prints_ratios(tmp_path):
+    path = tmp_path / "mosei_small.pkl"
+    out = _bench("bench_predict.py", "--pickle", str(path), "--size", "0.002", "--forward_samples", "64")
+    assert re.fullmatch(r"file_gb=[\d.]+ peak_rss_gb=[\d.]+ rss_ratio=[\d.]+ predict_sps=[\d.]+ forward_sps=[\d.]+ "
+                        r"speed_ratio=[\d.]+", out[-1]), out[-1]
+    assert any(line.startswith("machine: ") for line in out) and path.with_suffix(".predictions.csv").is_file()
+
+
+SHARED_MOSI = ROOT.parent / "shared/data/mosi_bclstm"
+
+
+def test_bench_amp_prints_speed_and_drift():
+    if not SHARED_MOSI.is_dir():
+        import pytest
+
+        pytest.skip(f"shared data not found at {SHARED_MOSI}")
+    out = _bench("bench_amp.py", "--epochs", "1", "--reps", "1", "--batch", "2", "--data", str(SHARED_MOSI))
+    assert re.fullmatch(r"native=(True|False) fp32_sps=[\d.]+ bf16_sps=[\d.]+ speedup=[\d.]+ max_drift_acc2=[\d.]+ "
+                        r"max_drift_mae=[\d.]+", out[-1]), out[-1]
+    assert sum(line.startswith(("mult ", "mplmm ")) for line in out) == 12  # 2 models x 2 rates x 3 mask seeds

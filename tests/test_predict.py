@@ -143,6 +143,7 @@ def test_explain_page_is_offline_and_bad_ids_are_one_line(tmp_path, capsys):
     assert [r["mode"] for r in rec[1]["per_mode"]] == [1, 3, 5]  # only modes that keep what it has
     assert rec[1]["modality_importance"]["audio"] == 0.0  # never read
     assert set(rec[0]["attributions"]) == {"ig", "occlusion"} and len(rec[0]["attributions"]["ig"]["text"]) == 6
+    assert set(rec[1]["attributions"]["occlusion"]) == {"text", "vision"}  # no time steps for the absent audio
     _one_line_exit2(capsys, ["explain", ck, "--data_path", str(tmp_path / "r.npz"), "--ids", "nope", "--out",
                              str(tmp_path / "ex2")], "no sample with id 'nope'")
     assert not (tmp_path / "ex2").exists()
@@ -178,3 +179,24 @@ def test_checkpoint_that_does_not_fit_new_data_is_one_line(tmp_path, capsys):
                     "found (8, 5, 36)")
     with pytest.raises((DataError, CheckpointError)):
         mplmm.predict(load_model(tmp_path / "best.pt"), other)
+
+
+def test_mplmm_data_of_other_lengths_is_padded_or_truncated_to_the_trained_ones(tmp_path, capsys):
+    """MPLMM's parameters are sized by the sequence lengths: new data is fitted to them (padding masked); a model
+    that takes any length (mult) gets the data as it is."""
+    ds = load_dataset("synthetic", verbose=False, size=0.02, seq_lens=(4, 6, 6))
+    pre = tmp_path / "pre"
+    train(TrainConfig(model="mult", model_config=TINY, epochs=1, progress=False), ds, pre)
+    train(TrainConfig(model="mplmm", model_config=TINY, epochs=1, progress=False, pretrained=str(pre / "best.pt"),
+                      train_rate=0.5), ds, tmp_path / "tuned")
+    model = load_model(tmp_path / "tuned" / "best.pt")
+    short = load_dataset("synthetic", verbose=False, size=0.02, seq_lens=(3, 5, 4))
+    table = mplmm.predict(model, short, "test")
+    assert len(table) == len(short["test"]) and np.isfinite(table["prediction"]).all()
+    assert any("padded/truncated to the trained lengths (4, 6, 6)" in n for n in table.attrs["notes"])
+    long = load_dataset("synthetic", verbose=False, size=0.02, seq_lens=(5, 8, 6))
+    assert any("truncated" in n for n in mplmm.predict(model, long, "test").attrs["notes"])
+    with pytest.raises(CheckpointError, match=r"sequence lengths \(text, audio, vision\) expected \(4, 6, 6\)"):
+        load_model(tmp_path / "tuned" / "best.pt", data=short)  # a dataset checked as it is: one line
+    backbone = load_model(pre / "best.pt", data=long)  # mult takes any length
+    assert len(mplmm.predict(backbone, long, "test")) == len(long["test"])

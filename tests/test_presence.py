@@ -101,6 +101,14 @@ def test_npz_present_round_trip_and_bad_input(tmp_path):
         load_dataset(tmp_path / "long.npz", verbose=False)
 
 
+def test_unknown_modality_in_a_lengths_key_is_one_line(tmp_path):
+    path, data = _mult(tmp_path)
+    data["valid"]["sound_lengths"] = np.full(16, 3)
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    with pytest.raises(DataError, match=re.escape(f"{path} [valid] key 'sound_lengths': unknown modality 'sound'")):
+        load_dataset(path, verbose=False)
+
+
 def test_sample_without_any_modality_is_one_line_or_dropped(tmp_path):
     path, data = _mult(tmp_path)
     data["valid"]["text"][7] = np.nan

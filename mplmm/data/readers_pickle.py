@@ -168,6 +168,14 @@ def _default_class_names(family: str, n_cls: int, notes: list[str]) -> list[str]
     return [f"class_{i}" for i in range(n_cls)]
 
 
+def _check_modality_keys(d: Mapping[str, Any], loc: str) -> None:
+    """A ``<modality>_lengths`` key must name one of the three modalities (a typo would otherwise be ignored)."""
+    for key in map(str, d):
+        if key.endswith("_lengths") and key[: -len("_lengths")] not in MODALITIES:
+            raise DataError(f"{loc} key '{key}': unknown modality {key[: -len('_lengths')]!r}; expected "
+                            f"<modality>_lengths with modality one of {list(MODALITIES)}")
+
+
 def _raw_split(d: Mapping[str, Any], label_key: Optional[str]) -> dict[str, Any]:
     """One split's entries under the roles :func:`mplmm.data.validate.build_dataset` reads."""
     lengths = {m: d[f"{m}_lengths"] for m in MODALITIES if f"{m}_lengths" in d}
@@ -251,6 +259,7 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
                   if k not in d]
         if absent:
             raise DataError(f"{where(source, s)}: missing keys {absent}; found {sorted(map(str, d))}")
+        _check_modality_keys(d, where(source, s))
         raw[s] = _raw_split(d, label_key)
     labelled = [s for s in names if raw[s]["labels"] is not None]
     strings = bool(labelled) and is_string_labels(raw[labelled[0]]["labels"])

@@ -83,12 +83,13 @@ class Split:
         return present_matrix_to_modes(self.present)
 
     def length_matrix(self) -> Optional[np.ndarray]:
-        """int64 ``(N, 3)`` valid lengths (full length where a modality has none recorded), or None when the split
-        records no lengths at all (models then take every step as real, as the reference does)."""
+        """int64 ``(N, 3)`` valid lengths (full length where a modality has none recorded, 0 where it is absent), or
+        None when the split records no lengths at all (models then take every step as real, as the reference does)."""
         if not self.lengths:
             return None
         cols = [np.asarray(self.lengths[m], dtype=np.int64) if m in self.lengths
-                else np.full(len(self), self.modality(m).shape[1], dtype=np.int64) for m in MODALITIES]
+                else np.where(self.present[:, j], self.modality(m).shape[1], 0).astype(np.int64)
+                for j, m in enumerate(MODALITIES)]
         return np.stack(cols, axis=1)
 
     def modality(self, name: str) -> np.ndarray:
