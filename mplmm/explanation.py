@@ -20,8 +20,7 @@ import pandas as pd
 from .constants import MODALITIES, MODE_NAMES
 from .data.schema import MultimodalDataset
 from .models.base import MissingModalityModel
-from .prediction import (_label_column, _prediction_columns, find_ids, modes_of_present, predict_outputs,
-                         prepare_data)
+from .prediction import _label_column, _prediction_columns, find_ids, modes_of_present, predict_outputs, prepare_data
 from .utils import PathLike, atomic_write, model_device, resolve_device
 
 #: attribution methods computed for each sample (IG only where the model has projection layers)

@@ -19,7 +19,8 @@ from mplmm.checkpoint import CheckpointError, load_model, read_checkpoint  # noq
 from mplmm.cli import main as cli_main  # noqa: E402
 from mplmm.data import DataError, load_dataset, save_dataset  # noqa: E402
 from mplmm.errors import ConfigError  # noqa: E402
-from mplmm.evaluate import SplitTensors, predict as predict_masked  # noqa: E402
+from mplmm.evaluate import SplitTensors  # noqa: E402
+from mplmm.evaluate import predict as predict_masked
 from mplmm.missing import MissingSpec, eval_masks  # noqa: E402
 from mplmm.train import TrainConfig, train  # noqa: E402
 from mplmm.utils import atomic_write  # noqa: E402
@@ -126,7 +127,7 @@ def test_older_checkpoint_without_preprocessing_still_loads(tmp_path):
 
 
 def test_explain_page_is_offline_and_bad_ids_are_one_line(tmp_path, capsys):
-    path, data = O.mult_pickle(tmp_path / "r.pkl", "1-5"), None
+    path = O.mult_pickle(tmp_path / "r.pkl", "1-5")
     ds = load_dataset(path, verbose=False)
     ds["test"].present[1, 1] = False  # sample 1 of test lacks audio
     ds["test"].audio[1] = 0

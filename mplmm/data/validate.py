@@ -347,8 +347,9 @@ def _drop_empty(sp: Split, split: str, source: str, drop_empty: bool, notes: lis
     if not empty.any():
         return sp
     if not drop_empty:
+        first = str(sp.ids[np.flatnonzero(empty)[0]])
         raise DataError(f"{where(source, split)}: {int(empty.sum())} samples have no modality at all, e.g. id "
-                        f"{str(sp.ids[np.flatnonzero(empty)[0]])!r}; remove them or pass drop_empty=True (--drop_empty)")
+                        f"{first!r}; remove them or pass drop_empty=True (--drop_empty)")
     notes.append(f"{split}: dropped {int(empty.sum())} samples without any modality (drop_empty)")
     return sp.subset(np.flatnonzero(~empty))
 

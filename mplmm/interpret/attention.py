@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..constants import CROSSMODAL, LETTER_TO_NAME, LETTERS, MEMORY, MODALITIES, MODE_NAMES, N_MODES
-from .common import (Batch, batch_parts, batches, effective_modes_tensor, eval_mode, model_device, model_name,
-                     modes_list)
+from .common import Batch, batch_parts, batches, effective_modes_tensor, eval_mode, model_device, model_name, modes_list
 
 #: crossmodal transformers (module, target, source) and memory transformers (module, branch), in display order
 CROSSMODAL_MODULES = CROSSMODAL

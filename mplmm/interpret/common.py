@@ -140,8 +140,8 @@ def get_batch(ds, split: str = "test", n: Optional[int] = None, indices: Optiona
     return Samples(x, lengths, sp.present[idx], sp.ids[idx].tolist(), idx, split)
 
 
-def batches(ds, split: str, n_samples: Optional[int], batch_size: int,
-            device: Union[str, torch.device], indices: Optional[Sequence[int]] = None) -> Iterator[tuple[np.ndarray, Samples]]:
+def batches(ds, split: str, n_samples: Optional[int], batch_size: int, device: Union[str, torch.device],
+            indices: Optional[Sequence[int]] = None) -> Iterator[tuple[np.ndarray, Samples]]:
     """``(row indices, batch)`` over rows ``indices`` of ``split``, else its first ``n_samples`` rows (all if None),
     ``batch_size`` at a time."""
     rows = np.asarray(indices, dtype=np.int64) if indices is not None else \
