@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import metrics as M
-from .constants import COMPLETE_MODE, MODE_NAMES, N_MODES, present_to_mode
+from .constants import COMPLETE_MODE, MODE_NAMES, N_MODES, PRESENT_ROWS, present_to_mode
 from .data.schema import MultimodalDataset, Split
 from .errors import ConfigError
 from .losses import criterion_for, loss_target
@@ -245,17 +245,22 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
 def per_mode_table(model: MissingModalityModel, ds: MultimodalDataset, split: str = "test",
                    device: str = "auto", amp: bool = False, *, cached: bool = True,
                    cache: Optional[ModePredictions] = None) -> pd.DataFrame:
-    """One row per missing mode 0..6 (every sample forced into that mode, as far as it has the modalities: a sample
-    never gains one it lacks; ``n_in_mode`` counts those really in the mode); ``cache`` as in
-    :func:`robustness_curve`."""
+    """One row per missing mode 0..6: every sample that has the mode's modalities, forced into it (``n_in_mode``
+    of them; a sample lacking one of them is left out of that row, never scored as if it had it); ``cache`` as in
+    :func:`robustness_curve`. With fully recorded data every sample counts in every row."""
     evaluator = _cache_for(model, ds, split, device, cached, cache, amp)
+    labels = evaluator.data.y.cpu().numpy()
     rows = []
     for mode in range(N_MODES):
         spec = MissingSpec("modality", 1.0 if mode < 6 else 0.0, 0, force_mode=mode)
-        res = evaluator.evaluate(spec)
-        ran = eval_masks(spec, ds[split].ids, split, present=ds[split].present).modes
-        rows.append({"mode": mode, "mode_name": MODE_NAMES[mode], "split": split,
-                     "n_in_mode": int((ran == mode).sum()), **res})  # samples lacking a modality keep their own
+        masks = eval_masks(spec, evaluator.data.ids, split, ds.seq_lens, present=evaluator.data.present)
+        keep = masks.modes == mode
+        pred = evaluator.predict(masks)
+        res = score_predictions(ds, pred[keep], labels[keep]) if keep.any() else {}
+        res["missing_sample_fraction"] = float(mode != COMPLETE_MODE) if keep.any() else float("nan")
+        res["missing_entry_fraction"] = float(1 - np.mean(PRESENT_ROWS[mode])) if keep.any() else float("nan")
+        rows.append({"mode": mode, "mode_name": MODE_NAMES[mode], "split": split, "n_in_mode": int(keep.sum()),
+                     **res})
     return pd.DataFrame(rows)
 
 

@@ -174,3 +174,25 @@ def test_masks_unchanged_for_present_data_and_observed_protocol(tmp_path, protoc
     from mplmm.missing import MissingMasks
 
     assert np.array_equal(MissingMasks.load(loaded).observed, observed.observed)
+
+
+def test_interpretation_per_mode_counts_only_samples_that_have_the_mode(tmp_path):
+    """A sample lacking vision never appears in the rows of a mode that reads vision (it would run in another mode),
+    and an absent modality has exactly zero importance."""
+    import torch
+
+    from mplmm.evaluate import per_mode_table
+    from mplmm.interpret import modality_importance
+    from mplmm.models import create_model
+
+    path, _ = _mult(tmp_path)
+    ds = load_dataset(path, verbose=False)  # test sample 1 lacks audio, sample 2 lacks vision
+    torch.manual_seed(0)
+    model = create_model("mplmm", dims=ds.dims, seq_lens=ds.seq_lens, output_dim=1, d=8, num_heads=2, layers=1,
+                         prompt_length=2).eval()
+    imp = modality_importance(model, ds, "test", n_samples=8)
+    n = imp.groupby("mode")["n"].first()
+    assert n[6] == 6 and n[3] == 7 and n[5] == 8  # complete: all but 1 and 2; vision only: all but 2; text only: all
+    assert (imp.loc[~imp["present"], "abs_importance"] < 1e-6).all()
+    table = per_mode_table(model, ds, "test", device="cpu")
+    assert table.set_index("mode")["n_in_mode"].tolist() == [14, 15, 15, 15, 15, 16, 14]

@@ -191,7 +191,7 @@ def prompt_attention_share(model: nn.Module, ds, split: str = "test", modes: Ite
     acc: dict[tuple[int, str, int], list[torch.Tensor]] = {}
     meta: dict[str, tuple[str, int, int]] = {}  # branch -> (module, prompt tokens, keys)
     for mode in modes:
-        for _idx, batch in batches(ds, split, n_samples, batch_size, dev):
+        for _idx, batch in batches(ds, split, n_samples, batch_size, dev, mode=mode):
             maps = attention_maps(model, batch, mode)
             for name, br in MEMORY_MODULES:
                 if name not in maps.weights:

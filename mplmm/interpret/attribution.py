@@ -67,8 +67,8 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
                         n_samples: Optional[int] = None, batch_size: int = 64, baseline: float = 0.0,
                         per_sample: bool = False, indices: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Feature ablation with one group per modality (Captum ``FeatureAblation``), each sample forced into each mode
-    (as far as it has the modalities: a sample never gains one it lacks). ``indices``: the rows of ``split`` to use
-    (else the first ``n_samples``).
+    it can run in (a sample lacking one of a mode's modalities is left out of that mode's rows: ``n`` counts the
+    others). ``indices``: the rows of ``split`` to use (else the first ``n_samples``).
 
     Attribution of a modality = ``f(x) - f(x with that modality set to baseline)`` for the model's output (regression)
     or the predicted class (classification). A modality the model does not read in that mode gets exactly 0. One row
@@ -84,7 +84,7 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
     records: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (mode, modality, attributions, sample idx)
     with eval_mode(model):
         for mode in modes:
-            for idx, batch in batches(ds, split, n_samples, batch_size, dev, indices):
+            for idx, batch in batches(ds, split, n_samples, batch_size, dev, indices, mode):
                 m = effective_modes_tensor(mode, batch, dev)
                 lengths = batch.lengths
                 masks = tuple(torch.full((1, 1, 1), i, dtype=torch.long, device=dev) for i in range(3))
@@ -99,12 +99,16 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
                      sample=int(s), importance=float(v))
                 for mode, i, vals, idx in records for s, v in zip(idx, vals)]
         return pd.DataFrame(rows)
-    grouped: dict[tuple[int, int], list[np.ndarray]] = {}
+    grouped: dict[tuple[int, int], list[np.ndarray]] = {(mode, i): [] for mode in modes for i in range(3)}
     for mode, i, vals, _ in records:
-        grouped.setdefault((mode, i), []).append(vals)
+        grouped[(mode, i)].append(vals)
     rows = []
     for (mode, i), parts in grouped.items():
-        v = np.concatenate(parts)
+        v = np.concatenate(parts) if parts else np.zeros(0)  # no sample has this mode's modalities: n = 0
+        if not v.size:
+            rows.append(dict(mode=mode, mode_name=MODE_NAMES[mode], modality=MODALITIES[i],
+                             present=MODE_PRESENT[mode][i], importance=0.0, abs_importance=0.0, std=0.0, n=0))
+            continue
         rows.append(dict(mode=mode, mode_name=MODE_NAMES[mode], modality=MODALITIES[i],
                          present=MODE_PRESENT[mode][i], importance=float(v.mean()),
                          abs_importance=float(np.abs(v).mean()), std=float(v.std()), n=int(v.size)))
@@ -243,14 +247,15 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
                         n_steps: int = 16, internal_batch_size: Optional[int] = None,
                         indices: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Dataset-level time-step attributions: one row per mode × modality × time step with ``mean_abs`` (mean
-    |attribution| over samples), ``mean`` (signed) and ``n``; columns ``method`` and ``present`` as well."""
+    |attribution| over samples), ``mean`` (signed) and ``n`` (the samples that have the mode's modalities, see
+    :func:`modality_importance`); columns ``method`` and ``present`` as well."""
     dev = model_device(model)
     modes = modes_list(modes)
     rows = []
     for mode in modes:
         sums: dict[str, list[torch.Tensor]] = {}
         n = 0
-        for _idx, batch in batches(ds, split, n_samples, batch_size, dev, indices):
+        for _idx, batch in batches(ds, split, n_samples, batch_size, dev, indices, mode):
             att = timestep_attributions(model, batch, mode, method=method, n_steps=n_steps,
                                         internal_batch_size=internal_batch_size)
             n += batch[0].shape[0]
@@ -258,12 +263,12 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
                 s = sums.setdefault(name, [torch.zeros(a.shape[1]), torch.zeros(a.shape[1])])
                 s[0] += a.abs().sum(0)
                 s[1] += a.sum(0)
-        for i, name in enumerate(MODALITIES):
-            abs_sum, sig_sum = sums[name]
+        for i, name in enumerate(MODALITIES):  # a mode no sample can run in: zeros with n = 0
+            abs_sum, sig_sum = sums.get(name, [torch.zeros(ds.seq_lens[i])] * 2)
             for t in range(abs_sum.shape[0]):
                 rows.append(dict(method=method, mode=mode, mode_name=MODE_NAMES[mode], modality=name,
-                                 present=MODE_PRESENT[mode][i], timestep=t, mean_abs=float(abs_sum[t]) / n,
-                                 mean=float(sig_sum[t]) / n, n=n))
+                                 present=MODE_PRESENT[mode][i], timestep=t, mean_abs=float(abs_sum[t]) / max(n, 1),
+                                 mean=float(sig_sum[t]) / max(n, 1), n=n))
     return pd.DataFrame(rows)
 
 

@@ -140,16 +140,29 @@ def get_batch(ds, split: str = "test", n: Optional[int] = None, indices: Optiona
     return Samples(x, lengths, sp.present[idx], sp.ids[idx].tolist(), idx, split)
 
 
+def rows_for_mode(ds, split: str, rows: np.ndarray, mode: Optional[int]) -> np.ndarray:
+    """The rows of ``split`` among ``rows`` that have every modality of missing mode ``mode`` (all for None): those
+    that really run in it when forced into it."""
+    if mode is None:
+        return rows
+    from ..constants import PRESENT_ROWS
+
+    need = np.asarray(PRESENT_ROWS[int(mode)], dtype=bool)
+    return rows[(ds[split].present[rows] | ~need).all(axis=1)]
+
+
 def batches(ds, split: str, n_samples: Optional[int], batch_size: int, device: Union[str, torch.device],
-            indices: Optional[Sequence[int]] = None) -> Iterator[tuple[np.ndarray, Samples]]:
+            indices: Optional[Sequence[int]] = None, mode: Optional[int] = None) -> Iterator[tuple[np.ndarray, Samples]]:
     """``(row indices, batch)`` over rows ``indices`` of ``split``, else its first ``n_samples`` rows (all if None),
-    ``batch_size`` at a time."""
+    ``batch_size`` at a time; with ``mode``, only the rows that can run in that missing mode
+    (:func:`rows_for_mode`)."""
     rows = np.asarray(indices, dtype=np.int64) if indices is not None else \
         np.arange(len(ds[split]) if n_samples is None else min(int(n_samples), len(ds[split])))
+    rows = rows_for_mode(ds, split, rows, mode)
     for start in range(0, len(rows), batch_size):
         idx = rows[start:start + batch_size]
         yield idx, get_batch(ds, split, indices=idx, device=device)
 
 
 __all__ = ["Batch", "Samples", "batch_parts", "batches", "effective_modes_tensor", "eval_mode", "get_batch",
-           "model_device", "model_name", "modes_list", "modes_tensor", "require", "sample_indices"]
+           "model_device", "model_name", "modes_list", "modes_tensor", "require", "rows_for_mode", "sample_indices"]
