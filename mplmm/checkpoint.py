@@ -116,7 +116,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu", expect: Optio
     With ``data`` (a dataset) first check that the checkpoint was trained on data of the same shape and task
     (one-line :class:`CheckpointError` naming both otherwise).
     """
-    from .models.base import model_class
+    from .models import model_class
 
     ckpt = read_checkpoint(path)
     if expect is not None and ckpt["model_name"] != expect:

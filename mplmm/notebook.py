@@ -160,7 +160,7 @@ _SEED_PART = re.compile(r"(^|__)seed=[^_]*(?=__|$)")
 def _config_labels(model: str, configs: list[dict]) -> list[str]:
     """``"<model> (key=value, ...)"`` per checkpoint of one model: the model keys whose values differ among these
     checkpoints and that this one sets away from the model's default (``"<model>"`` when it keeps every default)."""
-    from .models.base import config_defaults
+    from .models import config_defaults
 
     try:
         defaults = config_defaults(model)

@@ -87,7 +87,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every field (one-line :class:`~mplmm.errors.ConfigError` naming it); returns ``self``."""
-        from .models.base import model_class, validate_model_config
+        from .models import model_class, validate_model_config
 
         model_class(self.model)
         validate_model_config(self.model, self.model_config)

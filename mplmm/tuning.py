@@ -178,7 +178,7 @@ OWN_KEY: dict[str, tuple[str, dict]] = {
 def default_space(model: str) -> dict:
     """A small search space for ``model`` in the grid syntax: ``lr`` (log-uniform 1e-4–1e-2), batch size (16, 32,
     64) and the model's own key from :data:`OWN_KEY` (none for a model not listed)."""
-    from .models.base import model_class
+    from .models import model_class
 
     model_class(model)  # an unknown model: one line naming the registered ones
     space: dict = {"lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "batch_size": {"categorical": [16, 32, 64]}}
@@ -198,7 +198,7 @@ def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objec
     ``train_rate``, ``model_config``...). ``storage``: a journal file to keep the study in (default: memory)."""
     optuna = _optuna()
     from .batch.tune import MODEL_PREFIX, TuneSpec, _dimension, apply_values, draw, objective_direction
-    from .models.base import validate_model_config
+    from .models import validate_model_config
     from .train import TrainConfig, train
 
     if not isinstance(space, dict) or not space:

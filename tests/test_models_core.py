@@ -166,7 +166,7 @@ def test_mplmm_ablations_equal_per_sample_loop(switches, generation):
 
 def test_mplmm_ablation_keys_are_validated():
     from mplmm.errors import ConfigError
-    from mplmm.models.base import validate_model_config
+    from mplmm.models import validate_model_config
 
     validate_model_config("mplmm", {"type_prompts": False, "prompt_length": 8})
     with pytest.raises(ConfigError, match="type_prompts"):

@@ -272,8 +272,7 @@ def test_best_config_needs_one_matching_study(tmp_path):
 
 def test_default_space_fits_every_registered_model():
     """notebook 05's space for a model: lr, batch size and one key of its own, each valid for that model."""
-    from mplmm.models import available_models
-    from mplmm.models.base import validate_model_config
+    from mplmm.models import available_models, validate_model_config
     from mplmm.tuning import OWN_KEY, default_space
 
     for model in available_models():

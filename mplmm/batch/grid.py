@@ -305,7 +305,7 @@ def _notebook_default(stage: Stage, key: str) -> Any:
 
 def _check_model_config(g: Grid, run: Run) -> None:
     """A typo in a run's ``model_config`` (or an unknown ``model``) fails the grid before anything runs."""
-    from ..models.base import model_class, validate_model_config
+    from ..models import model_class, validate_model_config
 
     if "model_config" not in run.stage.accepted or "model" not in run.stage.accepted:
         return

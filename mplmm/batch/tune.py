@@ -166,7 +166,7 @@ def _dimension(name: str, spec: Any, where: str) -> Dimension:
 def _check_dimension(dim: Dimension, stage: Stage, models: Iterable[Any], where: str) -> None:
     """The dimension names a notebook parameter of a fitting type, or a model key every model of the stage accepts
     with every value of the range."""
-    from ..models.base import validate_model_config
+    from ..models import validate_model_config
 
     w = f"{where}: dimension '{dim.name}'"
     key = dim.model_key
