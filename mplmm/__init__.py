@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 #: public names loaded on first use: name -> (module, attribute)
 _LAZY = {
     "load_dataset": ("mplmm.data", "load_dataset"),
+    "from_arrays": ("mplmm.data", "from_arrays"),
     "MultimodalDataset": ("mplmm.data", "MultimodalDataset"),
     "load_model": ("mplmm.checkpoint", "load_model"),
     "predict": ("mplmm.prediction", "predict"),

@@ -19,7 +19,7 @@ import own_data as O  # noqa: E402
 from mplmm import metrics as M  # noqa: E402
 from mplmm.checkpoint import CheckpointError, check_model_fits, load_model  # noqa: E402
 from mplmm.cli import main as cli_main  # noqa: E402
-from mplmm.data import DataError, MultimodalDataset, label_options, load_dataset, save_dataset  # noqa: E402
+from mplmm.data import DataError, from_arrays, label_options, load_dataset, save_dataset  # noqa: E402
 from mplmm.errors import ConfigError, UserError  # noqa: E402
 from mplmm.models import create_model  # noqa: E402
 from mplmm.train import TrainConfig, train  # noqa: E402
@@ -136,7 +136,7 @@ def test_from_arrays_pads_ragged_sequences_and_records_lengths():
     text = [rng.normal(size=(t, 4)) for t in lens]
     audio = [rng.normal(size=3) for _ in lens]  # utterance-level (D,)
     vision = [rng.normal(size=(t + 1, 2)) for t in lens]
-    ds = MultimodalDataset.from_arrays(text, audio, vision, ["a", "b", "a", "c", "b", "a"],
+    ds = from_arrays(text, audio, vision, ["a", "b", "a", "c", "b", "a"],
                                        ["train", "train", "train", "val", "test", "test"], ids=list("uvwxyz"))
     assert ds.task == "classification" and ds.class_names == ["a", "b", "c"] and ds.seq_lens == (7, 1, 8)
     tr = ds["train"]
@@ -145,12 +145,12 @@ def test_from_arrays_pads_ragged_sequences_and_records_lengths():
     assert (tr.text[0, 3:] == 0).all() and (tr.text[1, 1:] == 0).all()
     assert ds["valid"].ids.tolist() == ["x"]
     with pytest.raises(DataError, match="feature dims differ: item 0 has D=4 but item 1"):
-        MultimodalDataset.from_arrays([text[0], rng.normal(size=(2, 5)), text[2]], audio[:3], vision[:3],
+        from_arrays([text[0], rng.normal(size=(2, 5)), text[2]], audio[:3], vision[:3],
                                       [1, 2, 3], ["train", "valid", "test"])
     with pytest.raises(DataError, match=r"no utterances in split\(s\) \['valid'\]"):
-        MultimodalDataset.from_arrays(text[:2], audio[:2], vision[:2], [1, 2], ["train", "test"])
+        from_arrays(text[:2], audio[:2], vision[:2], [1, 2], ["train", "test"])
     with pytest.raises(DataError, match="split 'holdout' is not one of train, valid, test"):
-        MultimodalDataset.from_arrays(text[:3], audio[:3], vision[:3], [1, 2, 3], ["train", "valid", "holdout"])
+        from_arrays(text[:3], audio[:3], vision[:3], [1, 2, 3], ["train", "valid", "holdout"])
 
 
 def test_import_cli_end_to_end(tmp_path, capsys):

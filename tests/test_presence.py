@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import own_data as O  # noqa: E402
 
 from mplmm.constants import MODE_PRESENT, PRESENT_ROWS  # noqa: E402
-from mplmm.data import DataError, MultimodalDataset, load_dataset, save_dataset  # noqa: E402
+from mplmm.data import DataError, from_arrays, load_dataset, save_dataset  # noqa: E402
 from mplmm.missing import MissingSpec, draw_modes, effective_modes, eval_masks  # noqa: E402
 
 
@@ -129,14 +129,14 @@ def test_from_arrays_none_items_and_unlabeled():
     audio = [None if i == 2 else rng.normal(size=(7,)) for i in range(n)]
     vision = [np.full((2, 4), np.nan) if i == 3 else rng.normal(size=(1 + i % 2, 4)) for i in range(n)]
     splits = ["train"] * 6 + ["valid"] * 3 + ["test"] * 3
-    ds = MultimodalDataset.from_arrays(text, audio, vision, rng.normal(size=n).tolist(), splits)
+    ds = from_arrays(text, audio, vision, rng.normal(size=n).tolist(), splits)
     assert ds["train"].present[2].tolist() == [True, False, True]
     assert ds["train"].present[3].tolist() == [True, True, False] and ds["train"].lengths["vision"][3] == 0
     assert ds["train"].lengths["text"][:4].tolist() == [3, 4, 5, 6]
-    new = MultimodalDataset.from_arrays(text[:4], audio[:4], vision[:4])  # no labels, no splits: for prediction
+    new = from_arrays(text[:4], audio[:4], vision[:4])  # no labels, no splits: for prediction
     assert new.split_names == ["unsplit"] and np.isnan(new["unsplit"].labels).all()
     with pytest.raises(DataError, match="no utterances in split"):
-        MultimodalDataset.from_arrays(text, audio, vision, [0.0] * n, ["train"] * n)
+        from_arrays(text, audio, vision, [0.0] * n, ["train"] * n)
 
 
 def _naive_effective(mode: int, present) -> int:

@@ -2,6 +2,7 @@
 
 Pickles are read without running code from them (:mod:`.safe_pickle`; ``trust_pickle=True`` opts out).
 """
+from .arrays import from_arrays
 from .labels import describe_labels, label_options
 from .registry import FORMATS, SYNTHETIC_NAMES, detect_format, load_dataset
 from .schema import SPLITS, DataError, MultimodalDataset, Split
@@ -17,6 +18,7 @@ __all__ = [
     "Split",
     "describe_labels",
     "detect_format",
+    "from_arrays",
     "label_options",
     "load_dataset",
     "make_synthetic",

@@ -1,6 +1,6 @@
 """Own features: per-utterance arrays of varying length → a validated :class:`MultimodalDataset`.
 
-:func:`dataset_from_arrays` is behind ``MultimodalDataset.from_arrays``; :func:`pad_sequences` zero-pads ragged
+:func:`from_arrays` builds the dataset (``mplmm.data.from_arrays``); :func:`pad_sequences` zero-pads ragged
 sequences and records their lengths (the project's ``.npz`` keeps them as ``<split>__<modality>_lengths``).
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..constants import MODALITIES
+from .readers_pickle import interpret_splits
 from .schema import SPLITS, DataError, MultimodalDataset
 from .validate import item_array, shape_str
 
@@ -64,21 +65,22 @@ def normalise_splits(splits: Optional[Sequence[Any]], where: str, n: int, requir
     return arr
 
 
-def dataset_from_arrays(text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any],
-                        labels: Optional[Sequence[Any]] = None, splits: Optional[Sequence[str]] = None,
-                        ids: Optional[Sequence[str]] = None, *, name: str = "arrays",
-                        seq_lens: Optional[Sequence[int]] = None, task: Optional[str] = None,
-                        class_names: Optional[Sequence[str]] = None,
-                        label_range: Optional[Sequence[float]] = None, threshold: Optional[float] = None,
-                        metric_family: Optional[str] = None, strict: bool = False, for_prediction: bool = False,
-                        drop_empty: bool = False) -> MultimodalDataset:
-    """See :meth:`MultimodalDataset.from_arrays`. Labels go through the same rules as every reader.
+def from_arrays(text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any],
+                labels: Optional[Sequence[Any]] = None, splits: Optional[Sequence[str]] = None,
+                ids: Optional[Sequence[str]] = None, *, name: str = "arrays",
+                seq_lens: Optional[Sequence[int]] = None, task: Optional[str] = None,
+                class_names: Optional[Sequence[str]] = None,
+                label_range: Optional[Sequence[float]] = None, threshold: Optional[float] = None,
+                metric_family: Optional[str] = None, strict: bool = False, for_prediction: bool = False,
+                drop_empty: bool = False) -> MultimodalDataset:
+    """A dataset from one array per modality per utterance (``(T_i, D)`` of any length ``T_i``, ``(D,)``, or
+    ``None`` when that modality was never recorded for the utterance), labels (numbers or class-name strings)
+    and each utterance's split (``train``/``valid``/``test``). Without labels or splits the dataset is for
+    prediction only (one ``unsplit`` split; ``for_prediction`` is then implied).
 
-    ``None`` for an utterance's modality means it was never recorded (absent). Without ``labels`` or ``splits``
-    the dataset is for prediction only (``for_prediction`` is then implied).
+    Sequences are zero-padded to the longest per modality (or to ``seq_lens``) and their lengths recorded. Labels
+    go through the same rules as every reader.
     """
-    from .readers_pickle import interpret_splits
-
     n = len(text)
     for_prediction = for_prediction or labels is None or splits is None
     for what, seq in (("audio", audio), ("vision", vision), ("labels", labels), ("splits", splits),

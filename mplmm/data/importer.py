@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..constants import MODALITIES
+from .arrays import from_arrays
 from .readers_npz import open_npz
 from .schema import DataError, MultimodalDataset
 from .writers import save_dataset
@@ -114,7 +115,7 @@ def import_features(labels_csv: PathLike, text: PathLike, audio: PathLike, visio
                     **options: Any) -> tuple[Path, MultimodalDataset]:
     """Read the CSV and the three modality sources, validate, and write the project's ``.npz``.
 
-    ``options`` go to :meth:`MultimodalDataset.from_arrays` (``seq_lens``, ``task``, ``class_names``,
+    ``options`` go to :func:`~mplmm.data.arrays.from_arrays` (``seq_lens``, ``task``, ``class_names``,
     ``label_range``, ``threshold``, ``metric_family``). A CSV without ``split``/``label`` columns gives data for
     prediction only. Returns ``(written path, dataset)``.
     """
@@ -130,8 +131,8 @@ def import_features(labels_csv: PathLike, text: PathLike, audio: PathLike, visio
     notes = _check_coverage(feats, ids, sources, drop_empty)
     labels = _labels(table["label"]) if "label" in table.columns else None
     splits = table["split"].tolist() if "split" in table.columns else None
-    ds = MultimodalDataset.from_arrays(feats["text"], feats["audio"], feats["vision"], labels, splits, ids,
-                                       name=name or Path(out).stem, drop_empty=drop_empty, **options)
+    ds = from_arrays(feats["text"], feats["audio"], feats["vision"], labels, splits, ids,
+                     name=name or Path(out).stem, drop_empty=drop_empty, **options)
     ds.source = str(labels_csv)
     ds.notes.extend(notes)
     return save_dataset(ds, out, "npz"), ds

@@ -28,7 +28,7 @@ threshold), ``metric_family`` (one of :data:`METRIC_FAMILIES`: which metric set 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -134,23 +134,6 @@ class MultimodalDataset:
     #: what was done to the features after reading (``standardize``: per modality the train mean/std applied;
     #: ``seq_lens``: the lengths sequences were padded/truncated to); checkpoints store it for prediction
     preprocessing: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_arrays(cls, text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any],
-                    labels: Optional[Sequence[Any]] = None, splits: Optional[Sequence[str]] = None,
-                    ids: Optional[Sequence[str]] = None, **options: Any) -> "MultimodalDataset":
-        """A dataset from one array per modality per utterance (``(T_i, D)`` of any length ``T_i``, ``(D,)``, or
-        ``None`` when that modality was never recorded for the utterance), labels (numbers or class-name strings)
-        and each utterance's split (``train``/``valid``/``test``). Without labels or splits the dataset is for
-        prediction only (one ``unsplit`` split).
-
-        Sequences are zero-padded to the longest per modality (or to ``seq_lens``) and their lengths recorded.
-        ``options``: ``name``, ``task``, ``class_names``, ``label_range``, ``threshold``, ``metric_family``,
-        ``seq_lens``, ``drop_empty`` (see :func:`mplmm.data.arrays.dataset_from_arrays`).
-        """
-        from .arrays import dataset_from_arrays
-
-        return dataset_from_arrays(text, audio, vision, labels, splits, ids, **options)
 
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
