@@ -108,9 +108,10 @@ def _register_offline_notebook_renderer() -> None:
 
 
 def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Path:
-    """Write ``metrics`` to ``path`` (a run folder or its ``metrics.json``) through :func:`mplmm.runs.write_metrics`:
-    checked against the schema, stamped with its version, written atomically (NumPy values converted)."""
-    from .runs import write_metrics as write
+    """Write ``metrics`` to ``path`` (a run folder or its ``metrics.json``) through
+    :func:`mplmm.metrics_file.write_metrics`: checked against the schema, stamped with its version, written
+    atomically (NumPy values converted)."""
+    from .metrics_file import write_metrics as write
 
     return write(path, metrics)
 

@@ -41,7 +41,7 @@ from .missing import (PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, dr
                       eval_masks)
 from .models import create_model
 from .models.base import MissingModalityModel
-from .runs import write_metrics
+from .metrics_file import write_metrics
 from .utils import (
     atomic_write,
     provenance,

@@ -228,11 +228,12 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NumPy scalars and arrays, tuples and paths turned into what ``json`` writes."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -246,5 +247,14 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: PathLike, data: Any) -> Path:
     """Atomically write ``data`` as indented JSON (NumPy scalars and arrays converted)."""
-    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def read_json(path: PathLike) -> dict:
+    """The JSON mapping in ``path``: ``{}`` when the file is missing, unreadable or not a mapping."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

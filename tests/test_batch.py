@@ -14,7 +14,7 @@ import plotly.io as pio
 import pytest
 import yaml
 
-from mplmm import batch, runs
+from mplmm import batch, metrics_file, runs
 from mplmm.batch import grid
 from mplmm.batch.execute import failure_text
 from mplmm.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
@@ -309,7 +309,7 @@ def test_runner_files_respect_the_umask(tmp_path, monkeypatch):
 
     def fake_execute(src, dst, **kwargs):
         Path(dst).write_text(_fake_notebook(tmp_path).read_text())
-        runs.write_metrics(Path(dst).parent, {"key_metrics": {"x": 1.0}})
+        metrics_file.write_metrics(Path(dst).parent, {"key_metrics": {"x": 1.0}})
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
     old = os.umask(0o022)

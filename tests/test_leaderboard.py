@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mplmm import runs
+from mplmm import metrics_file, runs
 from mplmm.batch import leaderboard as L
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,11 +97,11 @@ def test_groups_split_datasets_and_label_clashing_methods():
 
 def _output_root(tmp_path: Path, reference=None) -> Path:
     out = tmp_path / "out"
-    runs.write_metrics(out / "robustness", _metrics())
+    metrics_file.write_metrics(out / "robustness", _metrics())
     runs.write_status(out / "robustness", {"status": "ok"})
-    runs.write_metrics(out / "failed_rob", _metrics(dataset="other"))
+    metrics_file.write_metrics(out / "failed_rob", _metrics(dataset="other"))
     runs.write_status(out / "failed_rob", {"status": "failed"})
-    runs.write_metrics(out / "train", {"model": "mult", "test": {"Acc": 0.5}})
+    metrics_file.write_metrics(out / "train", {"model": "mult", "test": {"Acc": 0.5}})
     runs.write_grid_record(out, {"name": "g", "reference": reference})
     return out
 
@@ -117,9 +117,10 @@ def test_markdown_for_an_output_root_and_a_run_folder(tmp_path):
     assert "No reference method set" in L.markdown_for(out / "robustness")
     extra = L.markdown_for(out, rates=[0.0, 1.0], metrics=["MAE"])  # more columns; comparison on the headline only
     assert "| method | seeds | Acc @0 | MAE @0 | Acc @1 | MAE @1 | AUC Acc |" in extra and "Δ MAE" not in extra
-    with pytest.raises(runs.MetricsError, match=r"no metric \['F1'\] in the curves; they have \['Acc', 'MAE'\]"):
+    with pytest.raises(metrics_file.MetricsError,
+                       match=r"no metric \['F1'\] in the curves; they have \['Acc', 'MAE'\]"):
         L.markdown_for(out, metrics=["F1"])
-    with pytest.raises(runs.MetricsError, match="no robustness results"):
+    with pytest.raises(metrics_file.MetricsError, match="no robustness results"):
         L.markdown_for(out / "train")
 
 
@@ -141,7 +142,7 @@ def test_index_shows_leaderboard_heatmap_and_comparison(tmp_path):
     spec = {"name": "lb", "output_root": str(tmp_path / "out"), "reference": "mplmm",
             "stages": [{"name": "robustness", "notebook": "notebooks/02_robustness.ipynb"}]}
     g = load_grid(spec, root=ROOT)
-    runs.write_metrics(g.runs["robustness"][0].folder, _metrics())
+    metrics_file.write_metrics(g.runs["robustness"][0].folder, _metrics())
     runs.write_status(g.runs["robustness"][0].folder, {"status": "ok"})
     text = write_index(g).read_text()
     assert text.count('<table class="leaderboard">') == 1 and text.count('<table class="comparison">') == 1
@@ -158,7 +159,7 @@ def test_labels_split_leaderboards_and_compare_tuned_with_default(tmp_path):
     for rec in tuned["curves"]:  # tuned mplmm: +0.01 at every rate and seed; comp unchanged
         rec["Acc"] += 0.01 if rec["method"] == "mplmm" else 0.0
     for name, met, label in (("rob_default", default, "default"), ("rob_tuned", tuned, "tuned")):
-        runs.write_metrics(out / name, {**met, "label": label})
+        metrics_file.write_metrics(out / name, {**met, "label": label})
         runs.write_status(out / name, {"status": "ok"})
     groups = L.folder_groups(out)
     assert [g.title for g in groups] == ["synthetic · modality protocol · Acc · default",

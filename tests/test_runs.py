@@ -10,39 +10,40 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mplmm import runs
+from mplmm import metrics_file, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_write_metrics_stamps_the_schema_and_reads_back(tmp_path):
-    path = runs.write_metrics(tmp_path / "run", {"model": "mult", "test": {"MAE": np.float32(0.5)},
+    path = metrics_file.write_metrics(tmp_path / "run", {"model": "mult", "test": {"MAE": np.float32(0.5)},
                                                  "rates": np.array([0.0, 1.0]), "schema": "old"})
     assert path == tmp_path / "run" / "metrics.json"
     saved = json.loads(path.read_text())
-    assert list(saved)[0] == "schema" and saved["schema"] == runs.METRICS_SCHEMA == "mplmm-metrics/1"
+    assert list(saved)[0] == "schema" and saved["schema"] == metrics_file.METRICS_SCHEMA == "mplmm-metrics/1"
     assert saved["test"] == {"MAE": 0.5} and saved["rates"] == [0.0, 1.0]
-    assert runs.read_metrics(tmp_path / "run") == saved == runs.read_metrics(path)
-    assert runs.metrics_version(saved) == runs.SCHEMA_VERSION == 1
-    assert runs.write_metrics(tmp_path / "other.json", {}) == tmp_path / "other.json"  # a .json path is the file
+    assert metrics_file.read_metrics(tmp_path / "run") == saved == metrics_file.read_metrics(path)
+    assert metrics_file.metrics_version(saved) == metrics_file.SCHEMA_VERSION == 1
+    # a .json path is the file
+    assert metrics_file.write_metrics(tmp_path / "other.json", {}) == tmp_path / "other.json"
     assert not list((tmp_path / "run").glob(".*.tmp"))  # atomic: no temporary file left
 
 
 def test_read_metrics_tolerates_old_missing_and_broken_files(tmp_path, caplog):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "metrics.json").write_text(json.dumps({"model": "mult", "test": {"MAE": 1.0}}))
-    old = runs.read_metrics(tmp_path / "old")
-    assert old["model"] == "mult" and runs.metrics_version(old) == 0
-    assert runs.read_metrics(tmp_path / "nope") == {}
+    old = metrics_file.read_metrics(tmp_path / "old")
+    assert old["model"] == "mult" and metrics_file.metrics_version(old) == 0
+    assert metrics_file.read_metrics(tmp_path / "nope") == {}
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metrics.json").write_text("[1, 2")
-    assert runs.read_metrics(tmp_path / "bad") == {}
+    assert metrics_file.read_metrics(tmp_path / "bad") == {}
     (tmp_path / "bad" / "metrics.json").write_text("[1, 2]")
-    assert runs.read_metrics(tmp_path / "bad") == {}
+    assert metrics_file.read_metrics(tmp_path / "bad") == {}
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "metrics.json").write_text(json.dumps({"schema": "mplmm-metrics/9", "model": "x"}))
-    with caplog.at_level(logging.WARNING, logger="mplmm.runs"):
-        assert runs.read_metrics(tmp_path / "new")["model"] == "x"
+    with caplog.at_level(logging.WARNING, logger="mplmm.metrics_file"):
+        assert metrics_file.read_metrics(tmp_path / "new")["model"] == "x"
     assert "mplmm-metrics/9" in caplog.text
 
 
@@ -56,8 +57,8 @@ def test_read_metrics_tolerates_old_missing_and_broken_files(tmp_path, caplog):
     ({"auc_summary": ["x"]}, r"auc_summary'\]\[0\] lacks"),
 ])
 def test_write_metrics_refuses_schema_breaks(tmp_path, metrics, pattern):
-    with pytest.raises(runs.MetricsError, match=pattern):
-        runs.write_metrics(tmp_path, metrics)
+    with pytest.raises(metrics_file.MetricsError, match=pattern):
+        metrics_file.write_metrics(tmp_path, metrics)
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -65,17 +66,17 @@ def test_notebook_write_metrics_goes_through_runs(tmp_path):
     from mplmm.notebook import write_metrics
 
     path = write_metrics(tmp_path / "out" / "metrics.json", {"key_metrics": {"a": 1.0}})
-    assert json.loads(path.read_text())["schema"] == runs.METRICS_SCHEMA
-    with pytest.raises(runs.MetricsError):
+    assert json.loads(path.read_text())["schema"] == metrics_file.METRICS_SCHEMA
+    with pytest.raises(metrics_file.MetricsError):
         write_metrics(tmp_path / "out", {"key_metrics": [1.0]})
 
 
 def test_every_schema_key_and_file_name_is_documented():
     doc = (ROOT / "docs" / "runs.md").read_text()
-    assert runs.METRICS_SCHEMA in doc
-    undocumented = [k for k in runs.METRICS_KEYS if not re.search(rf"\|\s*`{k}`\s*\|", doc)]
+    assert metrics_file.METRICS_SCHEMA in doc
+    undocumented = [k for k in metrics_file.METRICS_KEYS if not re.search(rf"\|\s*`{k}`\s*\|", doc)]
     assert not undocumented, f"docs/runs.md has no table row for {undocumented}"
-    names = [runs.NOTEBOOK, runs.REPORT, runs.STATUS, runs.METRICS, runs.LOG, runs.HISTORY, runs.INDEX_HTML,
+    names = [runs.NOTEBOOK, runs.REPORT, runs.STATUS, metrics_file.METRICS, runs.LOG, runs.HISTORY, runs.INDEX_HTML,
              runs.INDEX_CSV, runs.GRID_JSON, runs.PLOTLYJS]
     missing = [n for n in names if not re.search(rf"`(?:[\w./-]*/)?{re.escape(n)}`", doc)]
     assert not missing, f"docs/runs.md does not name {missing}"
@@ -92,8 +93,9 @@ def test_status_and_grid_record(tmp_path):
 
 def _run_tree(tmp_path: Path) -> Path:
     run = tmp_path / "grid" / "mplmm_p0.5"
-    runs.write_metrics(run, {"model": "mplmm", "primary_metric": "MAE", "test": {"MAE": 0.8, "Corr": float("nan")},
-                             "notes": "x", "nested": {"a": {"b": {"c": {"d": 1.0}}}}})
+    metrics_file.write_metrics(run, {"model": "mplmm", "primary_metric": "MAE",
+                                     "test": {"MAE": 0.8, "Corr": float("nan")},
+                                     "notes": "x", "nested": {"a": {"b": {"c": {"d": 1.0}}}}})
     pd.DataFrame({"epoch": [1, 2], "valid_loss": [1.0, 0.9]}).to_csv(run / "history.csv", index=False)
     (tmp_path / "empty").mkdir()
     only_history = tmp_path / "hist_only"

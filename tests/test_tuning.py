@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mplmm import executors, runs
+from mplmm import executors, metrics_file, runs
 from mplmm.batch import GridError, load_grid, run_grid
 from mplmm.batch import tune as T
 
@@ -62,8 +62,9 @@ class FakeRuns:
             status.update(status="failed", error={"name": "RuntimeError", "message": "boom", "cell": 1})
         else:
             test = {} if job["params"].get("evaluate_test") is False else {"Non0_acc_2": 99.0}
-            runs.write_metrics(folder, {"model": job["params"]["model"], "valid": {"Non0_acc_2": score(job["params"])},
-                                        "test": test, "primary_metric": "Non0_acc_2"})
+            metrics_file.write_metrics(folder, {"model": job["params"]["model"],
+                                                "valid": {"Non0_acc_2": score(job["params"])},
+                                                "test": test, "primary_metric": "Non0_acc_2"})
             status["status"] = "ok"
         runs.write_status(folder, status)
         return status
@@ -177,8 +178,8 @@ def test_equal_trials_validation_objective_and_best_config(tmp_path, fake):
         assert len(done) == 4  # the same budget for every method
         for t in done:  # the objective is the validation metric of that trial's run, never its test metric
             folder = out / t.user_attrs["run"]
-            assert t.value == pytest.approx(runs.read_metrics(folder)["valid"]["Non0_acc_2"])
-            assert runs.read_metrics(folder)["test"] == {}  # evaluate_test=false reached the notebook
+            assert t.value == pytest.approx(metrics_file.read_metrics(folder)["valid"]["Non0_acc_2"])
+            assert metrics_file.read_metrics(folder)["test"] == {}  # evaluate_test=false reached the notebook
             rec = json.loads((folder / T.TRIAL_FILE).read_text())
             assert rec["number"] == t.number and rec["values"] == t.params
         assert ("model_config.hidden" in study.best_params) == (model == "comp")

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .. import runs
+from .. import metrics_file, runs
 from .execute import error_text
 from .grid import INJECTED, Grid, rel_path
 from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, label_html, label_pairs, to_html
@@ -62,7 +62,7 @@ def index_frame(g: Grid) -> pd.DataFrame:
     rows = []
     for run in g.all_runs():
         st = runs.read_status(run.folder)
-        met = runs.read_metrics(run.folder) if st.get("status") == "ok" else {}
+        met = metrics_file.read_metrics(run.folder) if st.get("status") == "ok" else {}
         params = {k: v for k, v in (st.get("params") or {}).items() if k != INJECTED}
         err = st.get("error") or {}
         row = {"run": run.name, "stage": run.stage.name, "status": st.get("status") or "not run",
@@ -80,7 +80,7 @@ def robustness_groups(g: Grid) -> list[RobustnessGroup]:
     """The robustness results of every ok run whose ``metrics.json`` has ``curves``, one group per (dataset,
     protocol, metric): curves of different datasets or metrics never share an axis or a table."""
     ok = [r for r in g.all_runs() if runs.read_status(r.folder).get("status") == "ok"]
-    return collect_groups((r.name, runs.read_metrics(r.folder)) for r in ok)
+    return collect_groups((r.name, metrics_file.read_metrics(r.folder)) for r in ok)
 
 
 def _overview(g: Grid, group: RobustnessGroup):
@@ -212,7 +212,7 @@ def write_index(g: Grid) -> Path:
                 href = os.path.relpath(run_dir / fname, g.output_root)
                 links.append(f'<a href="{html.escape(Path(href).as_posix())}">{label}</a>')
         stage = next(s for s in g.stages if s.name == row["stage"])
-        shown = key_metrics(runs.read_metrics(run_dir), stage.accepted) if row["status"] == "ok" else {}
+        shown = key_metrics(metrics_file.read_metrics(run_dir), stage.accepted) if row["status"] == "ok" else {}
         metrics_html = "<br>".join(f"{html.escape(k)} = {v:.4f}" for k, v in shown.items())
         cls = {"failed": "failed", "not run": "notrun"}.get(row["status"], "")
         dur = "" if row["duration_s"] is None or row["duration_s"] != row["duration_s"] else f"{row['duration_s']:.1f}"

@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Union
 import numpy as np
 import pandas as pd
 
-from .. import runs
+from .. import metrics_file, runs
 
 AUC = "AUC"  # in a column (metric, AUC): the area under the metric-vs-rate curve
 REFERENCE_MARK = " (reference)"
@@ -164,13 +164,13 @@ def folder_groups(path: Union[str, Path]) -> list[RobustnessGroup]:
     """The groups of a robustness run folder, or of every run folder directly under ``path`` (a grid's output root;
     runs whose ``status.json`` says anything but ok are left out)."""
     path = Path(path)
-    if (path / runs.METRICS).is_file():
-        return collect_groups([(path.name, runs.read_metrics(path))])
+    if (path / metrics_file.METRICS).is_file():
+        return collect_groups([(path.name, metrics_file.read_metrics(path))])
     found = []
     for folder in sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []:
         status = runs.read_status(folder)
-        if (folder / runs.METRICS).is_file() and status.get("status", "ok") == "ok":
-            found.append((folder.name, runs.read_metrics(folder)))
+        if (folder / metrics_file.METRICS).is_file() and status.get("status", "ok") == "ok":
+            found.append((folder.name, metrics_file.read_metrics(folder)))
     return collect_groups(found)
 
 
@@ -197,7 +197,7 @@ def build_leaderboard(group: RobustnessGroup, reference: Optional[str] = None,
     if missing:
         have = [c for c in group.curves.columns if c not in ("method", "seed", "rate", "mask_seed", "protocol",
                                                              "split")]
-        raise runs.MetricsError(f"{group.title}: no metric {missing} in the curves; they have {have}")
+        raise metrics_file.MetricsError(f"{group.title}: no metric {missing} in the curves; they have {have}")
     shown = sorted(float(r) for r in group.curves["rate"].unique())
     if rates is not None:
         wanted = [float(r) for r in rates]
@@ -420,7 +420,7 @@ def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates:
         reference = runs.read_grid_record(path).get("reference")
     groups = folder_groups(path)
     if not groups:
-        raise runs.MetricsError(f"{path}: no robustness results (a metrics.json with 'curves', as notebook 02 "
+        raise metrics_file.MetricsError(f"{path}: no robustness results (a metrics.json with 'curves', as notebook 02 "
                                 "writes) in this folder or the run folders directly under it")
     rates = list(rates) if rates is not None else None
     metrics = list(metrics) if metrics is not None else None

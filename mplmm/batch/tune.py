@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from .. import runs
+from .. import metrics_file, runs
 from ..errors import UserError
 from .grid import DependencyError, Grid, GridError, Run, Stage
 
@@ -437,14 +437,14 @@ def prepare_trial(g: Grid, study: "optuna.Study", run: Run) -> Prepared:
 def objective_value(run: Run) -> float:
     """The run's validation ``objective`` (its ``metrics.json`` ``valid`` section); never reads ``test``."""
     spec: TuneSpec = run.stage.tune
-    metrics = runs.read_metrics(run.folder)
+    metrics = metrics_file.read_metrics(run.folder)
     valid = metrics.get("valid") or {}
     if spec.objective not in valid:
-        raise UserError(f"{run.folder / runs.METRICS}: no validation metric {spec.objective!r}; it has "
+        raise UserError(f"{run.folder / metrics_file.METRICS}: no validation metric {spec.objective!r}; it has "
                         f"{sorted(valid)}")
     value = float(valid[spec.objective])
     if not math.isfinite(value):
-        raise UserError(f"{run.folder / runs.METRICS}: validation {spec.objective} is {value}")
+        raise UserError(f"{run.folder / metrics_file.METRICS}: validation {spec.objective} is {value}")
     return value
 
 

@@ -32,7 +32,7 @@ from .attribution import (ATTRIBUTION_METHODS, BASELINE_EPS, ForwardWrapper, att
 from .common import Batch, eval_mode, get_batch, model_device, model_name, modes_tensor
 from .prompts import (PromptSimilarity, cosine_matrix, generation_quality, generation_summary, pca_2d,
                       prompt_similarity, prompt_tokens, sources_of)
-from ..runs import RUN_FILES, _read_json, find_runs, flatten_metrics, load_run  # noqa: F401 (one contract: mplmm.runs)
+from ..runs import RUN_FILES, find_runs, flatten_metrics, load_run  # noqa: F401 (one contract: mplmm.runs)
 
 __all__ = [
     "ATTRIBUTION_METHODS", "AttentionMaps", "BASELINE_EPS", "Batch", "CROSSMODAL_MODULES", "DEMO_MODEL_CONFIG",

@@ -1,0 +1,114 @@
+"""The ``metrics.json`` of a run folder: its name, the versioned schema, :func:`write_metrics` / :func:`read_metrics`.
+
+Written by :func:`mplmm.train.train` and the notebooks, read by the workbench (:mod:`mplmm.workbench.runs`, the batch
+index, the leaderboard). Files are stamped ``"schema": "mplmm-metrics/1"``; files written before the stamp existed
+(no ``schema`` key) read as version 0 and need no conversion (see ``docs/runs.md`` for the keys).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .utils import PathLike, jsonable, read_json, write_json
+
+METRICS = "metrics.json"  # what the notebook (or train) measured: this module's schema
+SCHEMA_VERSION = 1
+_SCHEMA_PREFIX = "mplmm-metrics/"
+METRICS_SCHEMA = f"{_SCHEMA_PREFIX}{SCHEMA_VERSION}"  # the value of metrics["schema"]
+SCHEMA_KEY = "schema"
+
+#: the top-level keys that some reader relies on → (accepted JSON types, meaning). Any other key may be added freely.
+METRICS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "schema": ((str,), "schema version, stamped by write_metrics"),
+    "model": ((str,), "registered model name"),
+    "dataset": ((dict, str), "ds.summary() (a mapping with name, source, task, ...) or the dataset name"),
+    "config": ((dict,), "the training configuration (TrainConfig as a mapping)"),
+    "provenance": ((dict,), "versions, git commit, host, time"),
+    "runtime": ((dict,), "device, precision, TF32, deterministic algorithms, CPU threads"),
+    "parameters": ((dict,), "parameter counts: total, trainable, frozen"),
+    "best_epoch": ((int,), "the epoch selected on validation"),
+    "epochs_run": ((int,), "epochs trained (early stopping may end sooner)"),
+    "n_samples": ((int,), "samples an interpretation notebook looked at"),
+    "primary_metric": ((str,), "the headline metric, a key of test and valid"),
+    "test": ((dict,), "test-split metrics {name: number} under the fixed evaluation masks"),
+    "valid": ((dict,), "validation-split metrics {name: number}"),
+    "key_metrics": ((dict,), "headline numbers {name: number} shown in the batch index"),
+    "metric": ((str,), "the metric column of curves and per_mode"),
+    "protocol": ((str,), "missing-data protocol of curves (modality, entry, frame)"),
+    "rates": ((list,), "test missing rates evaluated"),
+    "mask_seeds": ((list,), "seeds of the fixed test masks"),
+    "label": ((str,), "a robustness run's name for its set of checkpoints (e.g. tuned, default); '' for none"),
+    "runs": ((list,), "records of the checkpoints evaluated: path, run, model, seed, method"),
+    "curves": ((list,), "records: method, seed, rate, mask_seed and one column per metric"),
+    "summary": ((list,), "records: method, rate, mean, std, n_seeds of metric"),
+    "auc": ((list,), "records: method, seed, auc"),
+    "auc_summary": ((list,), "records: method, auc_mean, auc_std, n_seeds"),
+    "per_mode": ((list,), "records: method, seed, mode (0-6), mode_name and one column per metric"),
+}
+#: columns every record of these list keys must have (plus the column named by ``metric`` when it is set)
+RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "curves": ("method", "seed", "rate"),
+    "per_mode": ("method", "seed", "mode"),
+    "auc_summary": ("method", "auc_mean"),
+}
+
+log = logging.getLogger(__name__)
+
+
+class MetricsError(UserError):
+    """A ``metrics.json`` breaks the schema (a known key of the wrong type, a record without its columns)."""
+
+
+def metrics_version(metrics: dict) -> int:
+    """The schema version of a metrics mapping: 0 for files written before the stamp existed."""
+    tag = metrics.get(SCHEMA_KEY)
+    if isinstance(tag, str) and tag.startswith(_SCHEMA_PREFIX) and tag[len(_SCHEMA_PREFIX):].isdigit():
+        return int(tag[len(_SCHEMA_PREFIX):])
+    return 0
+
+
+def check_metrics(metrics: dict) -> None:
+    """Raise :class:`MetricsError` when a known key has the wrong type or a record lacks a required column."""
+    if not isinstance(metrics, dict):
+        raise MetricsError(f"metrics must be a mapping, got {type(metrics).__name__}")
+    for key, (types, meaning) in METRICS_KEYS.items():
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise MetricsError(f"metrics[{key!r}] must be a {names} ({meaning}), got {type(value).__name__}")
+    metric = metrics.get("metric")
+    for key, columns in RECORD_COLUMNS.items():
+        wanted = [*columns, metric] if metric and key in ("curves", "per_mode") else list(columns)
+        for i, rec in enumerate(metrics.get(key) or []):
+            missing = [c for c in wanted if not isinstance(rec, dict) or c not in rec]
+            if missing:
+                raise MetricsError(f"metrics[{key!r}][{i}] lacks column(s) {missing}; needs {wanted}")
+
+
+def _metrics_path(folder_or_path: PathLike) -> Path:
+    path = Path(folder_or_path)
+    return path if path.suffix == ".json" else path / METRICS
+
+
+def write_metrics(folder_or_path: PathLike, metrics: dict[str, Any]) -> Path:
+    """Check ``metrics`` (:func:`check_metrics`), stamp the schema version and write it atomically as JSON (NumPy
+    values converted) to ``folder/metrics.json`` or to the ``.json`` path given; returns the path."""
+    stamped = jsonable({SCHEMA_KEY: METRICS_SCHEMA, **{k: v for k, v in metrics.items() if k != SCHEMA_KEY}})
+    check_metrics(stamped)
+    return write_json(_metrics_path(folder_or_path), stamped)
+
+
+def read_metrics(folder_or_path: PathLike) -> dict:
+    """The metrics of a run folder (or a ``.json`` path): ``{}`` when the file is missing or not a JSON mapping.
+    Unversioned (older) files read as they are; a newer schema than this code knows is read with a warning."""
+    data = read_json(_metrics_path(folder_or_path))
+    if metrics_version(data) > SCHEMA_VERSION:
+        log.warning("%s: written with %s, newer than %s; some keys may be ignored",
+                    _metrics_path(folder_or_path), data[SCHEMA_KEY], METRICS_SCHEMA)
+    return data
+
+
+__all__ = ["METRICS", "METRICS_KEYS", "METRICS_SCHEMA", "RECORD_COLUMNS", "SCHEMA_VERSION", "MetricsError",
+           "check_metrics", "metrics_version", "read_metrics", "write_metrics"]
