@@ -121,7 +121,7 @@ def _section(record: dict, index: int) -> str:
 
 def render_html(records: Sequence[dict], title: str, facts: dict) -> str:
     """The whole offline page: plotly.js inlined once in the head, one section per sample."""
-    from .batch.report import plotlyjs_source
+    from .plots import plotlyjs_source
 
     head = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in facts.items())
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table.facts th{text-align:"

@@ -18,6 +18,7 @@ from mplmm import batch, metrics_file, runs
 from mplmm.batch import grid
 from mplmm.batch.execute import failure_text
 from mplmm.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
+from mplmm.plots import plotlyjs_source
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NB = "notebooks/01_train.ipynb"
@@ -177,7 +178,7 @@ def test_export_html_loads_the_shared_plotlyjs(tmp_path):
     copy of plotly.js of its own, even when the notebook's outputs embed one (a notebook run interactively)."""
     static = batch.shared_static(tmp_path / "out")
     js = static / "plotly.min.js"
-    assert static == tmp_path / "out/_static" and js.read_bytes() == batch.report.plotlyjs_source().read_bytes()
+    assert static == tmp_path / "out/_static" and js.read_bytes() == plotlyjs_source().read_bytes()
     mtime = js.stat().st_mtime_ns
     assert batch.shared_static(tmp_path / "out") and js.stat().st_mtime_ns == mtime  # copied once
     js.write_text("stale")

@@ -36,16 +36,11 @@ def _rel(target: Path, page: PathLike) -> str:
     return html.escape(Path(os.path.relpath(target.resolve(), Path(page).resolve().parent)).as_posix())
 
 
-def plotlyjs_source() -> Path:
-    """The ``plotly.min.js`` of the installed plotly package."""
-    import plotly
-
-    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
-
-
 def shared_static(output_root: PathLike) -> Path:
     """The grid's ``_static/`` folder, with ``plotly.min.js`` copied from the installed plotly when missing or
     different."""
+    from ..plots import plotlyjs_source
+
     src, dst = plotlyjs_source(), Path(output_root) / runs.STATIC_DIR / runs.PLOTLYJS
     if not (dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes()):
         runs.copy_file(src, dst)
