@@ -287,7 +287,7 @@ def cmd_params(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from .batch import run_grid
+    from .workbench.batch import run_grid
 
     slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "mem_gb": args.slurm_mem,
              "cpus_per_task": args.slurm_cpus, "array_parallelism": args.slurm_array_parallelism}
@@ -299,14 +299,14 @@ def cmd_batch(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from .batch import markdown_for
+    from .workbench.batch import markdown_for
 
     print(markdown_for(args.run_dir, reference=args.reference, rates=args.rates, metrics=args.metrics), end="")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .batch import export_html
+    from .workbench.batch import export_html
 
     out = Path(args.out) if args.out else Path(args.notebook).with_suffix(".html")
     print(f"wrote {export_html(args.notebook, out, no_input=args.no_input)} (standalone, offline)")

@@ -80,7 +80,7 @@ def notebooks(out: str, device: str) -> int:
     """01 (pretrain, then prompt-tune), 02, 03 and 04 with small parameters on ``device``; each must finish."""
     import papermill as pm
 
-    from mplmm.batch import ensure_kernel
+    from mplmm.workbench.batch import ensure_kernel
 
     base, kernel = Path(out), ensure_kernel()
     small = {"model_config": {"d": 16, "num_heads": 4, "layers": 1}, "epochs": 1}

@@ -14,10 +14,11 @@ import plotly.io as pio
 import pytest
 import yaml
 
-from mplmm import batch, metrics_file, runs
-from mplmm.batch import grid
-from mplmm.batch.execute import failure_text
-from mplmm.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
+from mplmm import metrics_file
+from mplmm.workbench import batch, runs
+from mplmm.workbench.batch import grid
+from mplmm.workbench.batch.execute import failure_text
+from mplmm.workbench.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
 from mplmm.plots import plotlyjs_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +215,7 @@ def test_figures_stored_as_mime_bundles_are_drawn(tmp_path):
 def test_setup_notebook_leaves_plotlyjs_out_for_the_batch(monkeypatch):
     """With MPLMM_PLOTLYJS=external (set by the runner in every kernel) figures are stored only as the plotly mime
     bundle (JupyterLab draws it; the report draws it with the shared plotly.js): no plotly.js, no second copy."""
-    from mplmm.notebook import setup_notebook
+    from mplmm.workbench.notebook import setup_notebook
 
     try:
         monkeypatch.setenv("MPLMM_PLOTLYJS", "external")
@@ -472,7 +473,7 @@ def test_is_done_requires_same_params(tmp_path):
 
 
 def test_key_metrics_conventions():
-    from mplmm.batch import key_metrics
+    from mplmm.workbench.batch import key_metrics
 
     assert key_metrics({"key_metrics": {"acc": 0.5, "note": "x"}, "test": {"Acc": 0.1}}) == {"acc": 0.5}
     assert key_metrics({"primary_metric": "Non0_acc_2", "test": {"Non0_acc_2": 0.7, "MAE": 1.0, "Corr": 0.3}}) == {

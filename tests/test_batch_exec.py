@@ -16,9 +16,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from mplmm import executors
-from mplmm.batch import GridError, ensure_kernel, load_grid, run_grid
-from mplmm.executors import GpuPool, LocalExecutor, SubmititExecutor, make_executor, parse_gpus
+from mplmm.workbench.batch import GridError, ensure_kernel, executors, load_grid, run_grid
+from mplmm.workbench.batch.executors import GpuPool, LocalExecutor, SubmititExecutor, make_executor, parse_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_NB = {
@@ -244,7 +243,7 @@ def test_slurm_arrays_per_stage_with_fake_submitit(tmp_path, monkeypatch):
     import nbformat
     import submitit
 
-    from mplmm import runs
+    from mplmm.workbench import runs
 
     def fake_execute_run(job):  # what execute_run leaves behind, without a kernel
         folder = Path(job["folder"])

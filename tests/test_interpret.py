@@ -329,7 +329,7 @@ def test_interpret_notebook_runs(tmp_path, synthetic_checkpoint, path, params):
     """The notebook runs end to end on a checkpoint (its own assertions included) and writes metrics.json.
     (The checkpoint="" path goes through load_or_train_demo, tested above.)"""
     pm = pytest.importorskip("papermill")
-    from mplmm.batch import ensure_kernel
+    from mplmm.workbench.batch import ensure_kernel
 
     out = tmp_path / "out"
     pm.execute_notebook(str(ROOT / path), str(tmp_path / "run.ipynb"), kernel_name=ensure_kernel(),

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mplmm import metrics_file, runs
-from mplmm.batch import leaderboard as L
+from mplmm import metrics_file
+from mplmm.workbench import runs
+from mplmm.workbench.batch import leaderboard as L
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (0.0, 0.5, 1.0)
@@ -137,7 +138,7 @@ def test_table_command(tmp_path, capsys):
 
 
 def test_index_shows_leaderboard_heatmap_and_comparison(tmp_path):
-    from mplmm.batch import load_grid, write_index
+    from mplmm.workbench.batch import load_grid, write_index
 
     spec = {"name": "lb", "output_root": str(tmp_path / "out"), "reference": "mplmm",
             "stages": [{"name": "robustness", "notebook": "notebooks/02_robustness.ipynb"}]}

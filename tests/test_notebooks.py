@@ -17,8 +17,8 @@ import papermill as pm
 import pytest
 import yaml
 
-from mplmm.batch import ensure_kernel, run_grid
-from mplmm.notebook import find_checkpoints
+from mplmm.workbench.batch import ensure_kernel, run_grid
+from mplmm.workbench.notebook import find_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "papermill_runs" / "grids" / "tiny.yaml"
@@ -157,7 +157,7 @@ def test_robustness_run_and_combined_figure(tiny_batch):
     for text in (report, index):
         assert re.search(r'"name":\s*"mplmm \+std"', text) and re.search(r'"name":\s*"mult_zero"', text)
     assert "robustness-figure" in index and "AUC mplmm" in index
-    assert rob["schema"] == "mplmm-metrics/1"  # written through mplmm.runs
+    assert rob["schema"] == "mplmm-metrics/1"  # written through mplmm.metrics_file
     assert "mplmm (reference)" in index and '<table class="comparison">' in index and "per-mode-heatmap" in index
     assert 'href="robustness/report.html"' in index and 'href="tune__seed=0/notebook.ipynb"' in index
 

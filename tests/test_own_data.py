@@ -271,7 +271,7 @@ def test_unknown_model_keys_everywhere(capsys, tmp_path):
     grid = {"name": "typo", "output_root": str(tmp_path / "g"), "stages": [
         {"name": "pre", "notebook": "notebooks/01_train.ipynb", "params": {"epochs": 1},
          "grid": {"model_config": [{"layers": 1}, {"layrs": 2}]}}]}
-    from mplmm.batch import GridError, load_grid
+    from mplmm.workbench.batch import GridError, load_grid
 
     root = Path(__file__).resolve().parents[1]
     with pytest.raises(GridError, match=r"run pre__model_config=.*unknown key 'layrs' \(did you mean 'layers'"):
@@ -335,7 +335,7 @@ def test_saved_dataset_keeps_scale_and_threshold(files, tmp_path):
 @pytest.mark.notebook
 def test_notebook_with_a_checkpoint_of_other_data_fails_in_one_line(files, trained, tmp_path):
     pm = pytest.importorskip("papermill")
-    from mplmm.batch import ensure_kernel
+    from mplmm.workbench.batch import ensure_kernel
 
     root = Path(__file__).resolve().parents[1]
     with pytest.raises(pm.PapermillExecutionError) as err:

@@ -1,4 +1,5 @@
-"""The run-folder contract (mplmm.runs): metrics.json schema, writers and readers, status, scanning."""
+"""The run-folder contract (mplmm.workbench.runs, mplmm.metrics_file): metrics.json schema, writers and readers,
+status, scanning."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mplmm import metrics_file, runs
+from mplmm import metrics_file
+from mplmm.workbench import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +65,7 @@ def test_write_metrics_refuses_schema_breaks(tmp_path, metrics, pattern):
 
 
 def test_notebook_write_metrics_goes_through_runs(tmp_path):
-    from mplmm.notebook import write_metrics
+    from mplmm.workbench.notebook import write_metrics
 
     path = write_metrics(tmp_path / "out" / "metrics.json", {"key_metrics": {"a": 1.0}})
     assert json.loads(path.read_text())["schema"] == metrics_file.METRICS_SCHEMA
@@ -121,7 +123,7 @@ def test_find_runs_and_load_run(tmp_path):
 
 
 def test_runs_scanning_matches_interpret(tmp_path):
-    """mplmm.interpret keeps its own copy until it re-exports these from mplmm.runs: both give the same table."""
+    """mplmm.interpret keeps its own copy until it re-exports these from mplmm.workbench.runs: both give the same table."""
     from mplmm import interpret as I
 
     _run_tree(tmp_path)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mplmm.errors import ConfigError
-from mplmm.headlines import attention_key_metrics, attribution_key_metrics, ig_occlusion_agreement
 from mplmm.models import model_class
-from mplmm.stages import stage_config
+from mplmm.workbench.headlines import attention_key_metrics, attribution_key_metrics, ig_occlusion_agreement
+from mplmm.workbench.stages import stage_config
 
 
 def test_stage_semantics_and_test_rate_sentinel():

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mplmm import executors, metrics_file, runs
-from mplmm.batch import GridError, load_grid, run_grid
-from mplmm.batch import tune as T
+from mplmm import metrics_file
+from mplmm.workbench import runs
+from mplmm.workbench.batch import GridError, executors, load_grid, run_grid
+from mplmm.workbench.batch import tune as T
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_NB = {
@@ -274,7 +275,7 @@ def test_best_config_needs_one_matching_study(tmp_path):
 def test_default_space_fits_every_registered_model():
     """notebook 05's space for a model: lr, batch size and one key of its own, each valid for that model."""
     from mplmm.models import available_models, validate_model_config
-    from mplmm.tuning import OWN_KEY, default_space
+    from mplmm.workbench.tuning import OWN_KEY, default_space
 
     for model in available_models():
         space = default_space(model)

@@ -25,11 +25,11 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from mplmm import interpret as I
-from mplmm import runs
 from mplmm.checkpoint import check_model_fits
 from mplmm.constants import MODALITIES, MODE_NAMES, N_MODES
-from mplmm.notebook import in_ipython
 from mplmm.plots import interpret as PI
+from mplmm.workbench import runs
+from mplmm.workbench.notebook import in_ipython
 
 _MODE_OPTIONS = [(f"{k}: {MODE_NAMES[k]}", k) for k in range(N_MODES)]
 

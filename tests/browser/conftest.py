@@ -231,7 +231,7 @@ def lab_server(tmp_path_factory) -> LabServer:
     except ImportError:
         pytest.fail("jupyterlab is not installed in this interpreter (pip install -e '.[notebooks]')",
                     pytrace=False)
-    from mplmm.batch import ensure_kernel
+    from mplmm.workbench.batch import ensure_kernel
 
     ensure_kernel()  # the notebooks ask for the `mplmm` kernel
     runtime = tmp_path_factory.mktemp("jupyterlab")

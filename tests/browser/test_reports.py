@@ -63,7 +63,7 @@ def grid_output(tmp_path_factory) -> Path:
         return out
     import yaml
 
-    from mplmm.batch import run_grid
+    from mplmm.workbench.batch import run_grid
 
     base = tmp_path_factory.mktemp("grid")
     spec = yaml.safe_load(TINY.read_text())

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from .. import metrics_file, runs
-from ..errors import UserError
+from ... import metrics_file
+from ...errors import UserError
+from .. import runs
 from .grid import DependencyError, Grid, GridError, Run, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,7 +123,7 @@ def _err(where: str, msg: str) -> GridError:
 
 
 def _hint(name: str, choices: Iterable[str]) -> str:
-    from ..errors import closest
+    from ...errors import closest
 
     found = closest(name, choices)
     return f" (did you mean '{found}'?)" if found else ""
@@ -166,7 +167,7 @@ def _dimension(name: str, spec: Any, where: str) -> Dimension:
 def _check_dimension(dim: Dimension, stage: Stage, models: Iterable[Any], where: str) -> None:
     """The dimension names a notebook parameter of a fitting type, or a model key every model of the stage accepts
     with every value of the range."""
-    from ..models import validate_model_config
+    from ...models import validate_model_config
 
     w = f"{where}: dimension '{dim.name}'"
     key = dim.model_key
@@ -256,7 +257,7 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
 def objective_direction(objective: str, direction: Optional[str] = None) -> str:
     """``"maximize"`` / ``"minimize"`` for ``objective``: ``direction`` when given (checked), else from the metric
     (``loss`` is minimised); an unknown metric without a direction is a :class:`~mplmm.errors.UserError`."""
-    from ..metrics import METRIC_DIRECTION, metric_direction
+    from ...metrics import METRIC_DIRECTION, metric_direction
 
     if direction is not None:
         if direction not in DIRECTIONS:

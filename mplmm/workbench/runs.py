@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from .metrics_file import METRICS, read_metrics
-from .utils import PathLike, read_json
+from ..metrics_file import METRICS, read_metrics
+from ..utils import PathLike, read_json
 
 # ---------------------------------------------------------------------------------------------------------- names
 NOTEBOOK = "notebook.ipynb"  # the executed notebook (batch runs)
@@ -42,7 +42,7 @@ def read_status(folder: PathLike) -> dict:
 
 def write_status(folder: PathLike, status: dict) -> Path:
     """Write a run's ``status.json`` atomically."""
-    from .utils import write_json
+    from ..utils import write_json
 
     return write_json(Path(folder) / STATUS, status)
 
@@ -54,7 +54,7 @@ def read_grid_record(output_root: PathLike) -> dict:
 
 def write_grid_record(output_root: PathLike, record: dict) -> Path:
     """Write a grid output root's ``grid.json`` atomically."""
-    from .utils import write_json
+    from ..utils import write_json
 
     return write_json(Path(output_root) / GRID_JSON, record)
 
@@ -62,14 +62,14 @@ def write_grid_record(output_root: PathLike, record: dict) -> Path:
 # ---------------------------------------------------------------------------------------------------------- files
 def write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically: readers never see a half-written report or index."""
-    from .utils import atomic_write
+    from ..utils import atomic_write
 
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def copy_file(src: PathLike, dst: PathLike) -> Path:
     """Copy ``src`` to ``dst`` atomically."""
-    from .utils import atomic_write
+    from ..utils import atomic_write
 
     def copy(fh) -> None:
         with open(src, "rb") as source:

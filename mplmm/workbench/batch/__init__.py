@@ -25,13 +25,14 @@ of that stage::
 Every run gets ``<output_root>/<stage>[__<key>=<value>...]/`` (grid keys only) holding ``notebook.ipynb`` (executed),
 ``report.html`` (offline: plotly.js and the stylesheet loaded from the grid's shared ``<output_root>/_static/``, or
 embedded once with ``standalone``; no CDN scripts), ``status.json`` (ok/failed, error, duration, params), ``log.txt`` (kernel
-output) and whatever the notebook writes to its ``output_dir`` (injected = the run folder); file names and the
-``metrics.json`` schema are in :mod:`mplmm.runs`. ``<output_root>/index.html`` and ``index.csv`` list every run, with
+output) and whatever the notebook writes to its ``output_dir`` (injected = the run folder); file names are in
+:mod:`mplmm.workbench.runs`, the ``metrics.json`` schema in :mod:`mplmm.metrics_file`. ``<output_root>/index.html`` and
+``index.csv`` list every run, with
 a leaderboard per dataset and protocol of the robustness runs. A failed run is recorded and the batch goes
 on; runs that depend on it fail with ``DependencyError``. Re-running skips runs whose ``status.json`` says ok with the
 same parameters, unless ``force``. Relative paths (notebooks, data, ``output_root``) resolve from ``root`` (default:
 the current directory), which is also the kernels' working directory. Runs execute on this machine (one GPU each when
-there are GPUs) or as one Slurm job array per stage: see :mod:`mplmm.executors`.
+there are GPUs) or as one Slurm job array per stage: see :mod:`mplmm.workbench.batch.executors`.
 
 Modules: :mod:`.grid` (parsing, validation, references), :mod:`.execute` (one run: kernel, papermill, retries),
 :mod:`.report` (HTML export, plotly.js), :mod:`.run` (:func:`run_grid`), :mod:`.index` and :mod:`.leaderboard`.

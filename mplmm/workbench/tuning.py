@@ -9,7 +9,7 @@ model on your own data in this process.
   plotly figures with our titles (offline: plain ``plotly.graph_objects.Figure``);
 * :func:`tune` — an Optuna study over :func:`mplmm.train.train` on a dataset in memory (validation objective; the
   test split is never evaluated), for a notebook or a script on your own data. Grids do the same with a ``tune:``
-  stage (:mod:`mplmm.batch.tune`), where every trial is a run folder.
+  stage (:mod:`mplmm.workbench.batch.tune`), where every trial is a run folder.
 
 Parameter importances use Optuna's PED-ANOVA evaluator (numpy only; fANOVA would need scikit-learn).
 """
@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import pandas as pd
 
-from .errors import ConfigError, UserError
+from ..errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
     import plotly.graph_objects as go
 
-    from .data import MultimodalDataset
+    from ..data import MultimodalDataset
 
 PathLike = Union[str, os.PathLike]
 JOURNAL = "optuna_journal.log"
@@ -178,7 +178,7 @@ OWN_KEY: dict[str, tuple[str, dict]] = {
 def default_space(model: str) -> dict:
     """A small search space for ``model`` in the grid syntax: ``lr`` (log-uniform 1e-4–1e-2), batch size (16, 32,
     64) and the model's own key from :data:`OWN_KEY` (none for a model not listed)."""
-    from .models import model_class
+    from ..models import model_class
 
     model_class(model)  # an unknown model: one line naming the registered ones
     space: dict = {"lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "batch_size": {"categorical": [16, 32, 64]}}
@@ -197,9 +197,9 @@ def tune(ds: "MultimodalDataset", space: dict, *, model: str, trials: int, objec
     "model_config.d": {"categorical": [16, 32]}}``); ``fields`` are fixed TrainConfig fields (``epochs``,
     ``train_rate``, ``model_config``...). ``storage``: a journal file to keep the study in (default: memory)."""
     optuna = _optuna()
+    from ..models import validate_model_config
+    from ..train import TrainConfig, train
     from .batch.tune import MODEL_PREFIX, TuneSpec, _dimension, apply_values, draw, objective_direction
-    from .models import validate_model_config
-    from .train import TrainConfig, train
 
     if not isinstance(space, dict) or not space:
         raise ConfigError("tune: space must be a non-empty mapping of parameter → distribution")

@@ -1,8 +1,9 @@
 """Where a grid's runs execute: on this machine (optionally one GPU per run) or as Slurm job arrays via submitit.
 
-An executor takes one stage's ``(run, job)`` pairs (``job``: the picklable dict :func:`mplmm.batch.execute_run`
-takes) and yields ``(run, status)`` as runs finish. :func:`mplmm.batch.run_grid` does everything else: stage order,
-references, skip-done, the progress bar and the index.
+An executor takes one stage's ``(run, job)`` pairs (``job``: the picklable dict
+:func:`mplmm.workbench.batch.execute_run` takes) and yields ``(run, status)`` as runs finish.
+:func:`mplmm.workbench.batch.run_grid` does everything else: stage order, references, skip-done, the progress bar and
+the index.
 
 * :class:`LocalExecutor` — this process, or ``jobs`` worker processes. With a :class:`GpuPool` each run holds one of
   ``per_gpu`` slots of one GPU while it runs, and its kernel sees only that GPU (``CUDA_VISIBLE_DEVICES``).
@@ -19,8 +20,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, 
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from .batch.execute import ensure_kernel, execute_run, failed_status, shorten
-from .batch.grid import Grid, GridError, Run
+from .execute import ensure_kernel, execute_run, failed_status, shorten
+from .grid import Grid, GridError, Run
 
 Items = list[tuple[Run, dict]]
 EXECUTORS = ("local", "slurm", "slurm-local")

@@ -25,7 +25,8 @@ KERNEL_ENV = {"PLOTLY_RENDERER": "plotly_mimetype+notebook", "TQDM_DISABLE": "1"
 # cell's output).
 IOPUB_TIMEOUT_S = 120
 TRANSIENT_RETRIES = 1  # a run whose kernel died / did not start / lost outputs is run once more (see is_transient)
-#: set in every run's kernel: its figures carry no plotly.js, the report loads it (mplmm.notebook.setup_notebook)
+#: set in every run's kernel: its figures carry no plotly.js, the report loads it
+#: (mplmm.workbench.notebook.setup_notebook)
 RUN_ENV = {PLOTLYJS_ENV: "external"}
 
 

@@ -9,8 +9,8 @@ Conventions every notebook follows:
   or, under the batch runner, left to the report; pandas precision, seeds, quiet warnings);
 * figures are plain ``plotly.graph_objects.Figure`` shown with :func:`show` (a ``FigureWidget`` does not survive the
   offline HTML report); live plots use ``show(fig, live=True)`` and ``handle.update(new_fig)``;
-* results go to ``output_dir/metrics.json`` (:func:`write_metrics`, schema in :mod:`mplmm.runs`); assertions on them
-  close the notebook.
+* results go to ``output_dir/metrics.json`` (:func:`write_metrics`, schema in :mod:`mplmm.metrics_file`); assertions on
+  them close the notebook.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER,
     CDN). ``plotlyjs`` (default: ``$MPLMM_PLOTLYJS``, else ``"embed"``): ``"embed"`` puts plotly.js once into this
     cell's output, so a plain nbconvert export works offline; ``"external"`` (set by the batch runner) drops the
     ``notebook`` part: figures are stored once, as the mime bundle, with no plotly.js (~4.7 MB less per notebook),
-    and the runner's report draws them with one shared plotly.js (:func:`mplmm.batch.export_html`).
+    and the runner's report draws them with one shared plotly.js (:func:`mplmm.workbench.batch.export_html`).
     """
     import pandas as pd
     import plotly.io as pio
@@ -69,7 +69,7 @@ def setup_notebook(seed: Optional[int] = None, renderer: str = DEFAULT_RENDERER,
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if seed is not None:
-        from .utils import seed_everything
+        from ..utils import seed_everything
 
         seed_everything(int(seed))
 
@@ -111,7 +111,7 @@ def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Pat
     """Write ``metrics`` to ``path`` (a run folder or its ``metrics.json``) through
     :func:`mplmm.metrics_file.write_metrics`: checked against the schema, stamped with its version, written
     atomically (NumPy values converted)."""
-    from .metrics_file import write_metrics as write
+    from ..metrics_file import write_metrics as write
 
     return write(path, metrics)
 
@@ -161,7 +161,7 @@ _SEED_PART = re.compile(r"(^|__)seed=[^_]*(?=__|$)")
 def _config_labels(model: str, configs: list[dict]) -> list[str]:
     """``"<model> (key=value, ...)"`` per checkpoint of one model: the model keys whose values differ among these
     checkpoints and that this one sets away from the model's default (``"<model>"`` when it keeps every default)."""
-    from .models import config_defaults
+    from ..models import config_defaults
 
     try:
         defaults = config_defaults(model)
@@ -188,7 +188,7 @@ def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
 
     import pandas as pd
 
-    from .checkpoint import CheckpointError, read_checkpoint
+    from ..checkpoint import CheckpointError, read_checkpoint
 
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]

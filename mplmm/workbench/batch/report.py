@@ -3,8 +3,9 @@
 A page gets plotly.js exactly once, in its ``<head>``: from the grid's ``_static/`` folder by a relative path (the
 default for batch runs, together with the report stylesheet: a report is ~0.05 MB plus its figures instead of
 ~5 MB), or embedded with everything else (``standalone``: one file to send by e-mail). Never from a CDN. A figure
-stored only as the plotly mime bundle (how batch runs store them, see :func:`mplmm.notebook.setup_notebook`) is drawn
-from it; copies of plotly.js inside a notebook's outputs (a notebook run interactively) are left out of the report.
+stored only as the plotly mime bundle (how batch runs store them, see
+:func:`mplmm.workbench.notebook.setup_notebook`) is drawn from it; copies of plotly.js inside a notebook's outputs (a
+notebook run interactively) are left out of the report.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _rel(target: Path, page: PathLike) -> str:
 def shared_static(output_root: PathLike) -> Path:
     """The grid's ``_static/`` folder, with ``plotly.min.js`` copied from the installed plotly when missing or
     different."""
-    from ..plots import plotlyjs_source
+    from ...plots import plotlyjs_source
 
     src, dst = plotlyjs_source(), Path(output_root) / runs.STATIC_DIR / runs.PLOTLYJS
     if not (dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes()):

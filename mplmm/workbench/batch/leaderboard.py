@@ -17,7 +17,8 @@ from typing import Iterable, Optional, Union
 import numpy as np
 import pandas as pd
 
-from .. import metrics_file, runs
+from ... import metrics_file
+from .. import runs
 
 AUC = "AUC"  # in a column (metric, AUC): the area under the metric-vs-rate curve
 REFERENCE_MARK = " (reference)"
@@ -176,7 +177,7 @@ def folder_groups(path: Union[str, Path]) -> list[RobustnessGroup]:
 
 # ------------------------------------------------------------------------------------------------------ the table
 def _higher_is_better(metric: str) -> bool:
-    from ..metrics import metric_direction
+    from ...metrics import metric_direction
 
     try:
         return metric_direction(metric) == "higher"
@@ -190,7 +191,7 @@ def build_leaderboard(group: RobustnessGroup, reference: Optional[str] = None,
     test rates as columns (the AUC always uses every rate); ``metrics``: more metric columns after the headline one
     (the comparison stays on the headline metric). ``reference`` is matched against method names (exactly, or as
     the part after ``"<run>: "`` when that is unique)."""
-    from ..plots.robustness import auc_table
+    from ...plots.robustness import auc_table
 
     shown_metrics = list(dict.fromkeys([group.metric, *(metrics or [])]))
     missing = [m for m in shown_metrics if m not in group.curves]

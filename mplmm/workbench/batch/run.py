@@ -113,16 +113,16 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: Optional[int] = None, fo
     every visible GPU; ``"none"``: no GPU pool), at most ``jobs_per_gpu`` runs per GPU, each kernel seeing only its
     GPU. ``executor``: ``"local"``, ``"slurm"`` (one submitit job array per stage) or ``"slurm-local"`` (the same
     through submitit's local executor); ``slurm``: settings overriding the grid's ``slurm:`` block (see
-    :mod:`mplmm.executors`). ``force``: re-run finished runs (their folders are cleared first). ``no_input``: hide
-    code in the HTML reports; ``standalone``: reports and index embed plotly.js (and the reports their stylesheet)
-    instead of loading them from the grid's ``_static/`` (both default to the grid's ``report:`` block, else false;
-    finished runs get their report exported again when these change). ``only``: run just that stage (earlier stages
-    must have finished).
+    :mod:`mplmm.workbench.batch.executors`). ``force``: re-run finished runs (their folders are cleared first).
+    ``no_input``: hide code in the HTML reports; ``standalone``: reports and index embed plotly.js (and the reports
+    their stylesheet) instead of loading them from the grid's ``_static/`` (both default to the grid's ``report:``
+    block, else false; finished runs get their report exported again when these change). ``only``: run just that stage
+    (earlier stages must have finished).
     ``root``: working directory of the kernels and base of relative paths (default: the current directory).
     """
     from tqdm.auto import tqdm
 
-    from ..executors import make_executor
+    from .executors import make_executor
 
     g = load_grid(grid, root)
     if only is not None and only not in g.runs:

@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .. import metrics_file, runs
+from ... import metrics_file
+from .. import runs
 from .execute import error_text
 from .grid import INJECTED, Grid, rel_path
 from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, label_html, label_pairs, to_html
@@ -84,7 +85,7 @@ def robustness_groups(g: Grid) -> list[RobustnessGroup]:
 
 
 def _overview(g: Grid, group: RobustnessGroup):
-    from ..plots.robustness import robustness_figure
+    from ...plots.robustness import robustness_figure
 
     where = " · ".join(x for x in (g.name, group.dataset, f"{group.protocol} protocol" if group.protocol else "")
                        if x)
@@ -104,7 +105,7 @@ def _figure_html(fig, div_id: str, height: int) -> str:
 def robustness_html(g: Grid) -> str:
     """The index's robustness section (empty without robustness runs): per group a heading, the combined figure,
     the leaderboard, the per-mode heatmap and the paired comparison with ``g.reference``."""
-    from ..plots.robustness import per_mode_heatmap
+    from ...plots.robustness import per_mode_heatmap
 
     groups = robustness_groups(g)
     parts = ["<h2>Robustness</h2>"] if groups else []

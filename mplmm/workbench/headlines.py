@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .constants import MODALITIES, MODE_NAMES
+from ..constants import MODALITIES, MODE_NAMES
 
 
 def attention_key_metrics(share: pd.DataFrame, generation: pd.DataFrame) -> dict[str, float]:

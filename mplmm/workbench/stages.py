@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
-from .train import TrainConfig
+from ..errors import ConfigError
+from ..train import TrainConfig
 
 STAGES: tuple[str, str, str] = ("pretrain", "prompt-tune", "train")
 

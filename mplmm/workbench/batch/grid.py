@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ..errors import UserError
+from ...errors import UserError
 
 GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm", "reference", "report",
              "tune"}
@@ -22,7 +22,7 @@ REPORT_KEYS = {"no_input": "hide code cells and prompts in the HTML reports",
                "standalone": "every report and the index embed plotly.js instead of loading the shared copy"}
 DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run instead of blocking the batch
 INJECTED = "output_dir"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding mplmm/ (has notebooks/ when editable)
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the checkout holding mplmm/ (has notebooks/ when editable)
 _REF = re.compile(r"\{([A-Za-z_][\w-]*)(?:\[([^\]{}]*)\])?(\.best)?\}")
 
 
@@ -44,7 +44,7 @@ class Stage:
     timeout: Optional[float]
     accepted: dict  # papermill.inspect_notebook(notebook)
     explicit: frozenset = frozenset()  # keys of the stage's own params (not from defaults)
-    tune: Any = None  # a tuning stage's validated spec (mplmm.batch.tune.TuneSpec)
+    tune: Any = None  # a tuning stage's validated spec (mplmm.workbench.batch.tune.TuneSpec)
     best_config: Optional[str] = None  # "{stage[selector].best}": runs take that study's tuned values
 
 
@@ -82,7 +82,7 @@ class Grid:
     output_root: Path
     stages: list[Stage]
     runs: dict[str, list[Run]]  # stage name → its runs, in grid order
-    slurm: dict = field(default_factory=dict)  # the grid's validated ``slurm:`` block (see mplmm.executors)
+    slurm: dict = field(default_factory=dict)  # the grid's validated ``slurm:`` block (see .executors)
     reference: Optional[str] = None  # the method the index's leaderboard compares every other method with
     report: dict = field(default_factory=dict)  # the validated ``report:`` block (REPORT_KEYS)
 
@@ -250,7 +250,7 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
             for trial in range(stage.tune.trials):  # a tuning stage: `trials` runs per grid point
                 stage_runs.append(Run(stage, len(stage_runs), point, out_root / f"{fname}__trial={trial}", trial=trial))
         runs[stage.name] = stage_runs
-    from ..executors import check_slurm
+    from .executors import check_slurm
 
     g = Grid(where, name, root, out_root, stages, runs, check_slurm(spec.get("slurm"), where),
              _check_reference(spec.get("reference"), where), _check_report(spec.get("report"), where))
@@ -305,7 +305,7 @@ def _notebook_default(stage: Stage, key: str) -> Any:
 
 def _check_model_config(g: Grid, run: Run) -> None:
     """A typo in a run's ``model_config`` (or an unknown ``model``) fails the grid before anything runs."""
-    from ..models import model_class, validate_model_config
+    from ...models import model_class, validate_model_config
 
     if "model_config" not in run.stage.accepted or "model" not in run.stage.accepted:
         return

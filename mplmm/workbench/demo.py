@@ -11,9 +11,9 @@ from typing import Optional, Union
 
 from torch import nn
 
-from .checkpoint import load_model, save_checkpoint
-from .data.schema import MultimodalDataset
-from .train import TrainConfig, train
+from ..checkpoint import load_model, save_checkpoint
+from ..data.schema import MultimodalDataset
+from ..train import TrainConfig, train
 
 #: model config of the demo models: two layers, the MulT defaults otherwise
 DEMO_MODEL_CONFIG: dict = {"layers": 2}
