@@ -14,6 +14,8 @@ from mplmm import interpret as I
 from mplmm.constants import MODALITIES, MODE_PRESENT
 from mplmm.models import create_model
 from mplmm.plots import interpret as PI
+from mplmm.workbench import runs
+from mplmm.workbench.demo import load_or_train_demo
 from tiny_data import DIMS, SEQS, tiny_dataset
 
 SMALL = dict(dims=DIMS, seq_lens=SEQS, layers=2, d=10, num_heads=5)
@@ -251,12 +253,12 @@ def test_find_runs(tmp_path):
                                                   "test": {"MAE": 0.8, "Corr": 0.5}, "notes": "x"}))
     pd.DataFrame({"epoch": [1, 2], "valid_loss": [1.0, 0.9]}).to_csv(run / "history.csv", index=False)
     (tmp_path / "empty").mkdir()
-    table = I.find_runs(tmp_path)
+    table = runs.find_runs(tmp_path)
     assert list(table["run"]) == ["grid/mplmm_p0.5"]
     assert table["test.MAE"].item() == 0.8 and table["primary_metric"].item() == "MAE"
-    hist, metrics = I.load_run(run)
+    hist, metrics = runs.load_run(run)
     assert list(hist["valid_loss"]) == [1.0, 0.9] and metrics["model"] == "mplmm"
-    assert I.find_runs(tmp_path / "nope").empty
+    assert runs.find_runs(tmp_path / "nope").empty
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -300,11 +302,11 @@ INTERPRET_NOTEBOOKS = ("notebooks/03_prompt_attention.ipynb", "notebooks/04_attr
 
 
 def test_load_or_train_demo(tmp_path, ds):
-    model, info = I.load_or_train_demo("", ds, tmp_path, seed=0, model_config=dict(d=10, num_heads=5, layers=1))
+    model, info = load_or_train_demo("", ds, tmp_path, seed=0, model_config=dict(d=10, num_heads=5, layers=1))
     assert info["trained_here"] and info["model"] == "mplmm" and not model.training
     assert (tmp_path / "demo_mult.pt").is_file() and (tmp_path / "demo_mplmm.pt").is_file()
     assert model.parameter_counts()["frozen"] > 0  # backbone copied from the demo mult and frozen
-    again, info2 = I.load_or_train_demo(info["checkpoint"], ds, tmp_path)
+    again, info2 = load_or_train_demo(info["checkpoint"], ds, tmp_path)
     assert not info2["trained_here"] and again.registry_name == "mplmm"
 
 

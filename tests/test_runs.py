@@ -120,13 +120,3 @@ def test_find_runs_and_load_run(tmp_path):
         "run", "path"]
     assert runs.load_run(tmp_path / "empty")[0].empty
     assert runs.flatten_metrics({"a": {"b": 1, "c": True, "d": "x"}, "e": np.float64(2.5)}) == {"a.b": 1.0, "e": 2.5}
-
-
-def test_runs_scanning_matches_interpret(tmp_path):
-    """mplmm.interpret keeps its own copy until it re-exports these from mplmm.workbench.runs: both give the same table."""
-    from mplmm import interpret as I
-
-    _run_tree(tmp_path)
-    pd.testing.assert_frame_equal(runs.find_runs(tmp_path).drop(columns="schema", errors="ignore"),
-                                  I.find_runs(tmp_path).drop(columns="schema", errors="ignore"))
-    assert I.RUN_FILES == runs.RUN_FILES

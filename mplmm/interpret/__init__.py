@@ -16,14 +16,13 @@ topic, every public name re-exported here (``from mplmm import interpret as I; I
   :func:`attribution_summary` (dataset-level mean |attribution|).
 * :mod:`.common` — batches of a split (:func:`get_batch`), :func:`modes_tensor`, :func:`eval_mode`,
   :func:`model_device`, :func:`model_name`.
-Re-exported from elsewhere: the run-folder scanning for the run explorer (:func:`find_runs`, :func:`load_run`,
-:func:`flatten_metrics`) from :mod:`mplmm.workbench.runs`, :func:`evaluate_missing` (live evaluation under a rate or a forced mode, for the
-missing-rate explorer) from :mod:`mplmm.evaluate`, and :func:`load_or_train_demo` (a checkpoint, or a tiny ``mult`` →
-``mplmm`` model trained in seconds) from :mod:`mplmm.workbench.demo`.
+Re-exported from elsewhere: :func:`evaluate_missing` (live evaluation under a rate or a forced mode, for the
+missing-rate explorer) from :mod:`mplmm.evaluate`. Nothing here imports training: the demo model of the notebooks
+(:func:`mplmm.workbench.demo.load_or_train_demo`) and the run-folder scanning (:mod:`mplmm.workbench.runs`) live in the
+workbench.
 """
 from __future__ import annotations
 
-from ..workbench.demo import DEMO_MODEL_CONFIG, load_or_train_demo
 from ..evaluate import evaluate_missing
 from .attention import (CROSSMODAL_MODULES, MEMORY_MODULES, AttentionMaps, attention_maps, prompt_attention_share,
                         supports_attention)
@@ -32,13 +31,11 @@ from .attribution import (ATTRIBUTION_METHODS, BASELINE_EPS, ForwardWrapper, att
 from .common import Batch, eval_mode, get_batch, model_device, model_name, modes_tensor
 from .prompts import (PromptSimilarity, cosine_matrix, generation_quality, generation_summary, pca_2d,
                       prompt_similarity, prompt_tokens, sources_of)
-from ..workbench.runs import RUN_FILES, find_runs, flatten_metrics, load_run  # noqa: F401 (one contract: mplmm.workbench.runs)
 
 __all__ = [
-    "ATTRIBUTION_METHODS", "AttentionMaps", "BASELINE_EPS", "Batch", "CROSSMODAL_MODULES", "DEMO_MODEL_CONFIG",
-    "ForwardWrapper", "MEMORY_MODULES", "PromptSimilarity", "RUN_FILES", "attention_maps", "attribution_summary",
-    "cosine_matrix", "eval_mode", "evaluate_missing", "find_runs", "flatten_metrics", "generation_quality",
-    "generation_summary", "get_batch", "hookable_projections", "load_or_train_demo", "load_run",
+    "ATTRIBUTION_METHODS", "AttentionMaps", "BASELINE_EPS", "Batch", "CROSSMODAL_MODULES", "ForwardWrapper",
+    "MEMORY_MODULES", "PromptSimilarity", "attention_maps", "attribution_summary", "cosine_matrix", "eval_mode",
+    "evaluate_missing", "generation_quality", "generation_summary", "get_batch", "hookable_projections",
     "modality_importance", "model_device", "model_name", "modes_tensor", "pca_2d", "projection_layers",
     "prompt_attention_share", "prompt_similarity", "prompt_tokens", "sources_of", "supports_attention",
     "timestep_attributions",

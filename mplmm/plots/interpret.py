@@ -355,7 +355,7 @@ def run_comparison_figure(histories: Mapping[str, pd.DataFrame], column: str = "
                           table: Optional[pd.DataFrame] = None, metric: Optional[str] = None,
                           title: Optional[str] = None) -> go.Figure:
     """Compare runs: ``column`` of each run's history over epochs (left) and ``metric`` of ``table`` (a
-    :func:`mplmm.interpret.find_runs` frame, one bar per run, right)."""
+    :func:`mplmm.workbench.runs.find_runs` frame, one bar per run, right)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{column} per epoch", metric or "test metric"),
                         horizontal_spacing=0.1)
     for i, (name, hist) in enumerate(histories.items()):

@@ -1,7 +1,7 @@
 """The model the interpretation notebooks inspect: a given checkpoint, or a tiny demo model trained in seconds.
 
 :func:`load_or_train_demo` pre-trains a ``mult`` on complete data and prompt-tunes an ``mplmm`` on top of it, as the
-full pipeline does, at toy size (re-exported as ``mplmm.interpret.load_or_train_demo``).
+full pipeline does, at toy size.
 """
 from __future__ import annotations
 
