@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mplmm import metrics_file
-from mplmm.workbench import runs
+from mplmm.workbench import runs, tuning
 from mplmm.workbench.batch import GridError, executors, load_grid, run_grid
 from mplmm.workbench.batch import tune as T
 
@@ -100,7 +100,7 @@ def _study(tmp_path: Path, name: str):
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "out" / T.JOURNAL)))
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "out" / tuning.JOURNAL)))
     return optuna.load_study(study_name=f"g/{name}", storage=storage)
 
 

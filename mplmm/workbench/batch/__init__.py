@@ -34,16 +34,20 @@ same parameters, unless ``force``. Relative paths (notebooks, data, ``output_roo
 the current directory), which is also the kernels' working directory. Runs execute on this machine (one GPU each when
 there are GPUs) or as one Slurm job array per stage: see :mod:`mplmm.workbench.batch.executors`.
 
-Modules: :mod:`.grid` (parsing, validation, references), :mod:`.execute` (one run: kernel, papermill, retries),
-:mod:`.report` (HTML export, plotly.js), :mod:`.run` (:func:`run_grid`), :mod:`.index` and :mod:`.leaderboard`.
+Modules, each importing only those before it: :mod:`.grid` (data types, parsing), :mod:`.report` (HTML export,
+plotly.js), :mod:`.execute` (one run: kernel, papermill, retries), :mod:`.executors` (local, Slurm), :mod:`.tune`
+(tuning stages), :mod:`.references` (references between stages), :mod:`.load` (:func:`load_grid`: parsing and every
+check), :mod:`.leaderboard`, :mod:`.index` and :mod:`.run` (:func:`run_grid`).
 """
 from __future__ import annotations
 
 from .execute import (IOPUB_TIMEOUT_S, KERNEL_ENV, KERNEL_NAME, RUN_ENV, TRANSIENT_RETRIES, ensure_kernel,
                       execute_run, failed_status, is_done, is_transient)
-from .grid import DEFAULT_CELL_TIMEOUT, DependencyError, Grid, GridError, Run, Stage, load_grid, resolve_params
+from .grid import DEFAULT_CELL_TIMEOUT, DependencyError, Grid, GridError, Run, Stage
 from .index import index_frame, key_metrics, robustness_groups, robustness_overviews, write_index
 from .leaderboard import build_leaderboard, markdown_for
+from .load import load_grid
+from .references import resolve_params
 from .report import export_html, plotlyjs_tag, shared_static, strip_plotlyjs
 from .run import report_options, run_grid
 

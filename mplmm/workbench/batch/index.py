@@ -141,7 +141,7 @@ def tuning_html(g: Grid) -> str:
     """The index's tuning section (empty without tuning stages): per tuning stage the table of its studies (trials
     used, best validation value, chosen configuration), then per study the optimisation history and the parameter
     importances."""
-    from .tune import load_study, studies_of
+    from .tune import studies_of, study_of
 
     stages = [s for s in g.stages if s.tune is not None]
     if not stages:
@@ -151,7 +151,7 @@ def tuning_html(g: Grid) -> str:
     parts = ["<h2>Tuning</h2>"]
     for stage in stages:
         spec = stage.tune
-        studies = [st for st in (load_study(g, grp[0]) for grp in studies_of(g, stage)) if st is not None]
+        studies = [st for st in (study_of(g, grp[0]) for grp in studies_of(g, stage)) if st is not None]
         journal = html.escape(rel_path(g, g.output_root / "optuna_journal.log"))
         parts.append(f"<h3>{html.escape(stage.name)}</h3><p>{spec.trials} trials per study (the same for every grid "
                      f"point), objective: validation <code>{html.escape(spec.objective)}</code> ({spec.direction}), "

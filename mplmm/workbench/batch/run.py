@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from .. import runs
+from ..tuning import apply_values
+from . import tune as T
 from .execute import ensure_kernel, error_text, failed_status, is_done
-from .grid import DependencyError, Grid, GridError, Run, load_grid, resolve_params
+from .grid import DependencyError, Grid, GridError, Run
 from .index import write_index
+from .load import load_grid
+from .references import resolve_params
 from .report import export_html, shared_static
 
 
@@ -71,8 +75,6 @@ def _run_tuning(g: Grid, stage, runner, kernel: str, static: Optional[str], stat
                 force: bool) -> None:
     """Run a tuning stage in waves: wave k runs trial k of every study (grid point) at once, each drawn by its
     study's seeded sampler from the trials before it, and tells each study its run's validation objective."""
-    from . import tune as T
-
     groups = T.studies_of(g, stage)
     if force:
         T.reset_studies(g, groups)
@@ -86,7 +88,7 @@ def _run_tuning(g: Grid, stage, runner, kernel: str, static: Optional[str], stat
                 continue
             study = studies[T.base_name(run)]
             prep = T.prepare_trial(g, study, run)
-            params = T.apply_values(params, prep.values)
+            params = apply_values(params, prep.values)
             if not force and is_done(run, params):
                 if prep.state != "COMPLETE":  # finished, but the study was not told (interrupted just then)
                     T.tell(study, prep, {"status": "ok"})
@@ -122,7 +124,7 @@ def run_grid(grid: Union[str, os.PathLike, dict], jobs: Optional[int] = None, fo
     """
     from tqdm.auto import tqdm
 
-    from .executors import make_executor
+    from .executors import make_executor  # looked up per call (tests replace it)
 
     g = load_grid(grid, root)
     if only is not None and only not in g.runs:

@@ -31,137 +31,44 @@ values as a new trial; a changed search space is refused (``--force`` starts the
 Later stages use the result: ``{tune[model=comp].best}`` (or ``{tune.best}`` in a list: one per study) is the folder
 of a study's best trial, and the stage key ``best_config: "{tune.best}"`` gives each run the tuned values of the
 study whose grid point it shares (``"{tune[model=comp].best}"`` names one).
+
+Search spaces, samplers, objective directions and the journal are :mod:`mplmm.workbench.tuning`'s; this module drives
+a grid's tuning stage (its trials as run folders, in waves) and finds each study's best run.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from ... import metrics_file
 from ...errors import UserError
 from .. import runs
-from .grid import DependencyError, Grid, GridError, Run, Stage
+from ..tuning import (
+    DIRECTIONS,
+    JOURNAL,
+    MODEL_PREFIX,
+    SAMPLERS,
+    Dimension,
+    TuneSpec,
+    draw,
+    hint,
+    objective_direction,
+    open_journal_for_writing,
+    parse_dimension,
+)
+from .grid import DependencyError, Grid, GridError, Run, Stage, grid_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
 TUNE_KEYS = {"trials", "objective", "direction", "sampler", "seed", "startup_trials", "space", "spaces"}
-#: distribution name → what its value must be
-DISTRIBUTIONS = {"uniform": "[low, high]", "log_uniform": "[low, high] with low > 0", "int": "[low, high] integers",
-                 "log_int": "[low, high] integers >= 1", "categorical": "a non-empty list of choices"}
-SAMPLERS = ("tpe", "random", "grid")
-MODEL_PREFIX = "model_config."
-JOURNAL = "optuna_journal.log"  # in the grid's output root
 TRIAL_FILE = "trial.json"  # in each trial's run folder
 TRIAL_KEY = "trial"  # folder-name part of a trial run
 TEST_SWITCH = "evaluate_test"  # notebook parameter the runner sets to false in trial runs
-DIRECTIONS = {"maximize": "maximize", "minimize": "minimize", "higher": "maximize", "lower": "minimize"}
-
-
-# -------------------------------------------------------------------------------------------------- the spec
-@dataclass
-class Dimension:
-    """One searched parameter: a notebook parameter or ``model_config.<key>``."""
-
-    name: str
-    kind: str  # a key of DISTRIBUTIONS
-    values: list
-
-    @property
-    def model_key(self) -> Optional[str]:
-        return self.name[len(MODEL_PREFIX):] if self.name.startswith(MODEL_PREFIX) else None
-
-    def suggest(self, trial: "optuna.Trial") -> Any:
-        lo, hi = (self.values + [None, None])[:2]
-        if self.kind == "uniform":
-            return trial.suggest_float(self.name, lo, hi)
-        if self.kind == "log_uniform":
-            return trial.suggest_float(self.name, lo, hi, log=True)
-        if self.kind in ("int", "log_int"):
-            return trial.suggest_int(self.name, lo, hi, log=self.kind == "log_int")
-        return trial.suggest_categorical(self.name, self.values)
-
-    def samples(self) -> list:
-        """Values to validate the dimension with (its bounds, or every choice)."""
-        return list(self.values)
-
-    def spec(self) -> dict:
-        return {self.kind: list(self.values)}
-
-
-@dataclass
-class TuneSpec:
-    """A stage's validated ``tune:`` block."""
-
-    trials: int
-    objective: str
-    direction: str  # "maximize" or "minimize"
-    sampler: str
-    seed: int
-    startup_trials: int
-    space: dict[str, Dimension]
-    spaces: dict[str, dict[str, Dimension]] = field(default_factory=dict)  # by model name
-
-    def space_for(self, model: Any) -> dict[str, Dimension]:
-        """The dimensions searched for a run of ``model``: the common space plus that model's own."""
-        return {**self.space, **self.spaces.get(str(model), {})}
-
-    def fingerprint(self, model: Any) -> str:
-        """What must not change while a study runs (JSON): objective, direction, sampler, seed and the space."""
-        return json.dumps({"objective": self.objective, "direction": self.direction, "sampler": self.sampler,
-                           "seed": self.seed, "startup_trials": self.startup_trials,
-                           "space": {k: d.spec() for k, d in sorted(self.space_for(model).items())}},
-                          sort_keys=True)
-
-
-def _err(where: str, msg: str) -> GridError:
-    return GridError(f"{where}: {msg}")
-
-
-def _hint(name: str, choices: Iterable[str]) -> str:
-    from ...errors import closest
-
-    found = closest(name, choices)
-    return f" (did you mean '{found}'?)" if found else ""
-
-
-def _dimension(name: str, spec: Any, where: str) -> Dimension:
-    w = f"{where}: dimension '{name}'"
-    if not isinstance(spec, dict) or len(spec) != 1:
-        raise _err(w, f"write one distribution, e.g. {{log_uniform: [1.0e-4, 1.0e-2]}}; "
-                      f"distributions: {', '.join(DISTRIBUTIONS)}")
-    kind, values = next(iter(spec.items()))
-    if kind not in DISTRIBUTIONS:
-        raise _err(w, f"unknown distribution {kind!r}{_hint(kind, DISTRIBUTIONS)}; "
-                      f"accepted: {', '.join(DISTRIBUTIONS)}")
-    if not isinstance(values, list) or not values:
-        raise _err(w, f"{kind} needs {DISTRIBUTIONS[kind]}, got {values!r}")
-    if kind == "categorical":
-        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-            raise _err(w, f"categorical choices must differ, got {values!r}")
-        return Dimension(name, kind, list(values))
-    if len(values) != 2:
-        raise _err(w, f"{kind} needs {DISTRIBUTIONS[kind]}, got {values!r}")
-    if kind in ("int", "log_int"):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise _err(w, f"{kind} needs {DISTRIBUTIONS[kind]}, got {values!r}")
-    else:
-        try:
-            values = [float(v) for v in values]  # PyYAML reads 1e-3 as a string
-        except (TypeError, ValueError):
-            raise _err(w, f"{kind} needs {DISTRIBUTIONS[kind]}, got {values!r}") from None
-        if not all(math.isfinite(v) for v in values):
-            raise _err(w, f"{kind} bounds must be finite, got {values!r}")
-    lo, hi = values
-    if not lo < hi:
-        raise _err(w, f"{kind} needs low < high, got {values!r}")
-    if kind.startswith("log") and lo <= 0:
-        raise _err(w, f"{kind} needs low > 0 (log scale), got {values!r}")
-    return Dimension(name, kind, list(values))
 
 
 def _check_dimension(dim: Dimension, stage: Stage, models: Iterable[Any], where: str) -> None:
@@ -174,102 +81,98 @@ def _check_dimension(dim: Dimension, stage: Stage, models: Iterable[Any], where:
     if key is None:
         if dim.name not in stage.accepted or dim.name in ("output_dir", "model", "model_config", TEST_SWITCH):
             tunable = [k for k in stage.accepted if k not in ("output_dir", "model", "model_config", TEST_SWITCH)]
-            raise _err(w, f"not a tunable parameter of {stage.notebook.name}; use one of {tunable} or "
-                          f"{MODEL_PREFIX}<model key>")
+            raise grid_error(w, f"not a tunable parameter of {stage.notebook.name}; use one of {tunable} or "
+                                f"{MODEL_PREFIX}<model key>")
         declared = stage.accepted[dim.name]["inferred_type_name"]
         numeric = {"float": ("uniform", "log_uniform", "int", "log_int"), "int": ("int", "log_int")}
         if dim.kind != "categorical" and dim.kind not in numeric.get(declared, ()):
-            raise _err(w, f"{dim.kind} does not fit the {declared} parameter {dim.name}; use categorical")
+            raise grid_error(w, f"{dim.kind} does not fit the {declared} parameter {dim.name}; use categorical")
         return
     for model in models:
         for value in dim.samples():
             try:
                 validate_model_config(str(model), {key: value})
             except UserError as exc:
-                raise _err(w, str(exc)) from None
+                raise grid_error(w, str(exc)) from None
 
 
 def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
     """Validate a stage's ``tune:`` block against the stage's notebook, models, params and grid."""
     w = f"{where}: tune"
+    trials, objective, direction, sampler, seed, startup = _settings(block, w)
+    space, spaces = _spaces(block, stage, w)
+    if not space and not spaces:
+        raise grid_error(w, "space: nothing to search (give space: or spaces:)")
+    for name in set_elsewhere([*space.values(), *(d for s in spaces.values() for d in s.values())], stage):
+        raise grid_error(w, f"'{name}' is both searched and set in the stage's params/grid (or params.model_config); "
+                            "remove one")
+    if sampler == "grid":
+        bad = [d.name for s in [space, *spaces.values()] for d in s.values() if d.kind != "categorical"]
+        if bad:
+            raise grid_error(w, f"sampler grid searches categorical dimensions only; {bad} are not")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise grid_error(w, "tuning stages need optuna: pip install 'mplmm[tune]'") from None
+    if TEST_SWITCH in stage.params or TEST_SWITCH in stage.grid:
+        raise grid_error(w, f"'{TEST_SWITCH}' is set by the tuner (false: the test split is never evaluated while "
+                            "tuning)")
+    return TuneSpec(trials, objective, DIRECTIONS[direction], sampler, seed, startup, space, spaces)
+
+
+def _settings(block: Any, w: str) -> tuple[int, str, str, str, int, int]:
+    """``trials``, ``objective``, ``direction``, ``sampler``, ``seed`` and ``startup_trials`` of a ``tune:`` block."""
     if not isinstance(block, dict):
-        raise _err(w, f"expected a mapping with {sorted(TUNE_KEYS)}")
+        raise grid_error(w, f"expected a mapping with {sorted(TUNE_KEYS)}")
     unknown = sorted(set(block) - TUNE_KEYS)
     if unknown:
-        raise _err(w, f"unknown key(s) {unknown}{_hint(unknown[0], TUNE_KEYS)}; accepted: {sorted(TUNE_KEYS)}")
+        raise grid_error(w, f"unknown key(s) {unknown}{hint(unknown[0], TUNE_KEYS)}; accepted: {sorted(TUNE_KEYS)}")
     trials = block.get("trials")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise _err(w, f"trials: expected an integer >= 1 (the same for every grid point), got {trials!r}")
+        raise grid_error(w, f"trials: expected an integer >= 1 (the same for every grid point), got {trials!r}")
     objective = block.get("objective")
     if not isinstance(objective, str) or not objective:
-        raise _err(w, "objective: name a validation metric of the runs' metrics.json, e.g. Non0_acc_2 or loss")
+        raise grid_error(w, "objective: name a validation metric of the runs' metrics.json, e.g. Non0_acc_2 or loss")
     try:
         direction = objective_direction(objective, block.get("direction"))
     except UserError as exc:
-        raise _err(w, str(exc)) from None
+        raise grid_error(w, str(exc)) from None
     sampler = block.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        raise _err(w, f"sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
+        raise grid_error(w, f"sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
     seed = block.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _err(w, f"seed: expected an integer, got {seed!r}")
+        raise grid_error(w, f"seed: expected an integer, got {seed!r}")
     startup = block.get("startup_trials", max(2, trials // 3))
     if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
-        raise _err(w, f"startup_trials: expected an integer >= 1 (random trials before TPE), got {startup!r}")
+        raise grid_error(w, f"startup_trials: expected an integer >= 1 (random trials before TPE), got {startup!r}")
+    return trials, objective, direction, sampler, seed, startup
 
+
+def _spaces(block: dict, stage: Stage, w: str) -> tuple[dict[str, Dimension], dict[str, dict[str, Dimension]]]:
+    """The ``space`` (every run) and ``spaces`` (per model) of a ``tune:`` block, each dimension checked against the
+    stage."""
     models = sorted({str(p) for p in stage.grid.get("model", [stage.params.get("model")])} - {"None"})
     space_spec = block.get("space") or {}
     if not isinstance(space_spec, dict):
-        raise _err(w, "space: expected a mapping of parameter → distribution")
-    space = {str(k): _dimension(str(k), v, w) for k, v in space_spec.items()}
+        raise grid_error(w, "space: expected a mapping of parameter → distribution")
+    space = {str(k): parse_dimension(str(k), v, w, GridError) for k, v in space_spec.items()}
     for dim in space.values():
         _check_dimension(dim, stage, models, w)
     spaces_spec = block.get("spaces") or {}
     if not isinstance(spaces_spec, dict):
-        raise _err(w, "spaces: expected a mapping of model name → {parameter: distribution}")
+        raise grid_error(w, "spaces: expected a mapping of model name → {parameter: distribution}")
     spaces: dict[str, dict[str, Dimension]] = {}
     for model, sub in spaces_spec.items():
         if str(model) not in models:
-            raise _err(w, f"spaces: {model!r} is not a model of this stage (its runs use {models})")
+            raise grid_error(w, f"spaces: {model!r} is not a model of this stage (its runs use {models})")
         if not isinstance(sub, dict):
-            raise _err(w, f"spaces: {model}: expected a mapping of parameter → distribution")
-        spaces[str(model)] = {str(k): _dimension(str(k), v, f"{w}: spaces: {model}") for k, v in sub.items()}
+            raise grid_error(w, f"spaces: {model}: expected a mapping of parameter → distribution")
+        where = f"{w}: spaces: {model}"
+        spaces[str(model)] = {str(k): parse_dimension(str(k), v, where, GridError) for k, v in sub.items()}
         for dim in spaces[str(model)].values():
-            _check_dimension(dim, stage, [model], f"{w}: spaces: {model}")
-    if not space and not spaces:
-        raise _err(w, "space: nothing to search (give space: or spaces:)")
-    for name in set_elsewhere([*space.values(), *(d for s in spaces.values() for d in s.values())], stage):
-        raise _err(w, f"'{name}' is both searched and set in the stage's params/grid (or params.model_config); "
-                      "remove one")
-    if sampler == "grid":
-        bad = [d.name for s in [space, *spaces.values()] for d in s.values() if d.kind != "categorical"]
-        if bad:
-            raise _err(w, f"sampler grid searches categorical dimensions only; {bad} are not")
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise _err(w, "tuning stages need optuna: pip install 'mplmm[tune]'") from None
-    if TEST_SWITCH in stage.params or TEST_SWITCH in stage.grid:
-        raise _err(w, f"'{TEST_SWITCH}' is set by the tuner (false: the test split is never evaluated while tuning)")
-    return TuneSpec(trials, objective, DIRECTIONS[direction], sampler, seed, startup, space, spaces)
-
-
-def objective_direction(objective: str, direction: Optional[str] = None) -> str:
-    """``"maximize"`` / ``"minimize"`` for ``objective``: ``direction`` when given (checked), else from the metric
-    (``loss`` is minimised); an unknown metric without a direction is a :class:`~mplmm.errors.UserError`."""
-    from ...metrics import METRIC_DIRECTION, metric_direction
-
-    if direction is not None:
-        if direction not in DIRECTIONS:
-            raise UserError(f"direction: expected maximize or minimize, got {direction!r}")
-        return DIRECTIONS[direction]
-    if objective == "loss":
-        return "minimize"
-    try:
-        return "maximize" if metric_direction(objective) == "higher" else "minimize"
-    except KeyError:
-        raise UserError(f"objective {objective!r} is not a known metric{_hint(objective, METRIC_DIRECTION)}; "
-                        "give direction: maximize or minimize for a metric of your own") from None
+            _check_dimension(dim, stage, [model], where)
+    return space, spaces
 
 
 def set_elsewhere(dims: Iterable[Dimension], stage: Stage) -> list[str]:
@@ -280,14 +183,6 @@ def set_elsewhere(dims: Iterable[Dimension], stage: Stage) -> list[str]:
     return [d.name for d in dims
             if (d.model_key is None and (d.name in stage.grid or d.name in stage.explicit))
             or (d.model_key is not None and d.model_key in fixed_cfg)]
-
-
-def draw(study: "optuna.Study", spec: TuneSpec, space: dict[str, Dimension]) -> tuple["optuna.Trial", dict]:
-    """Ask ``study`` for its next trial with the sampler seeded for that trial number; returns the trial and its
-    values (an enqueued trial's values when one is waiting)."""
-    study.sampler = make_sampler(spec, space, len(study.get_trials(deepcopy=False)))
-    trial = study.ask()
-    return trial, {name: dim.suggest(trial) for name, dim in space.items()}
 
 
 # -------------------------------------------------------------------------------------------------- studies
@@ -304,22 +199,13 @@ def base_name(run: Run) -> str:
     return re.sub(rf"__{TRIAL_KEY}=\d+$", "", run.name)
 
 
-def _storage(g: Grid):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    g.output_root.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(journal_path(g))))
-
-
-def load_study(g: Grid, run: Run, create: bool = False) -> Optional["optuna.Study"]:
+def study_of(g: Grid, run: Run, create: bool = False) -> Optional["optuna.Study"]:
     """The study of ``run``'s grid point (None when it does not exist and ``create`` is false)."""
     import optuna
 
-    storage = _storage(g) if (create or journal_path(g).is_file()) else None
-    if storage is None:
+    if not (create or journal_path(g).is_file()):
         return None
+    storage = open_journal_for_writing(journal_path(g))
     name = study_name(g, run)
     if create:
         return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
@@ -330,35 +216,7 @@ def load_study(g: Grid, run: Run, create: bool = False) -> Optional["optuna.Stud
         return None
 
 
-def make_sampler(spec: TuneSpec, space: dict[str, Dimension], number: int):
-    """The sampler that draws trial ``number``: seeded with ``seed + number``, so a study resumed after an
-    interruption draws what it would have drawn."""
-    import optuna
-
-    seed = spec.seed + number
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({d.name: d.values for d in space.values()}, seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup_trials)
-
-
-def apply_values(params: dict, values: dict) -> dict:
-    """``params`` with tuned ``values`` set: notebook parameters replaced, ``model_config.<key>`` merged into
-    ``model_config``."""
-    out = dict(params)
-    cfg = dict(out.get("model_config") or {})
-    for name, value in values.items():
-        if name.startswith(MODEL_PREFIX):
-            cfg[name[len(MODEL_PREFIX):]] = value
-        else:
-            out[name] = value
-    if cfg or "model_config" in out:
-        out["model_config"] = cfg
-    return out
-
-
-def _model_of(run: Run) -> Any:
+def model_of(run: Run) -> Any:
     return {**run.stage.params, **run.point}.get("model")
 
 
@@ -382,7 +240,7 @@ class Prepared:
 
 def open_study(g: Grid, run: Run) -> "optuna.Study":
     """The study of ``run``'s grid point, created if new; a study whose tuning setup changed is refused."""
-    study = load_study(g, run, create=True)
+    study = study_of(g, run, create=True)
     _check_fingerprint(g, study, run)
     return study
 
@@ -394,15 +252,15 @@ def reset_studies(g: Grid, groups: list[list[Run]]) -> None:
     import optuna
 
     for grp in groups:
-        if load_study(g, grp[0]) is not None:
-            optuna.delete_study(study_name=study_name(g, grp[0]), storage=_storage(g))
+        if study_of(g, grp[0]) is not None:
+            optuna.delete_study(study_name=study_name(g, grp[0]), storage=open_journal_for_writing(journal_path(g)))
         for run in grp:
             if run.folder.is_dir() and g.output_root in run.folder.parents:
                 shutil.rmtree(run.folder)
 
 
 def _check_fingerprint(g: Grid, study: "optuna.Study", run: Run) -> None:
-    wanted = run.stage.tune.fingerprint(_model_of(run))
+    wanted = run.stage.tune.fingerprint(model_of(run))
     have = study.user_attrs.get("fingerprint")
     if have is None:
         study.set_user_attr("fingerprint", wanted)
@@ -419,7 +277,7 @@ def prepare_trial(g: Grid, study: "optuna.Study", run: Run) -> Prepared:
     import optuna
 
     spec: TuneSpec = run.stage.tune
-    space = spec.space_for(_model_of(run))
+    space = spec.space_for(model_of(run))
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     rec = _trial_record(run)
     if rec is not None and rec.get("study") == study.study_name and rec.get("number") in by_number:
@@ -471,7 +329,7 @@ def best_trial(g: Grid, run: Run) -> "optuna.trial.FrozenTrial":
     """The best finished trial of ``run``'s study; DependencyError when there is none yet."""
     import optuna
 
-    study = load_study(g, run)
+    study = study_of(g, run)
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))] if study else []
     if not done:
         raise DependencyError(f"study {study_name(g, run)!r} has no finished trial")
