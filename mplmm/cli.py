@@ -326,7 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mplmm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_evaluate, _add_curve, _add_predict, _add_explain, _add_synth, _add_import,
+                _add_params, _add_batch, _add_table, _add_report, _add_models):
+        add(sub)
+    return parser
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """``train``: data, schedule and selection flags, then the model and runtime ones."""
     t = sub.add_parser("train", help="pre-train (complete data) or prompt-tune (from --pretrained_model)")
     _add_data_flags(t)
     t.add_argument("--model", default=None, help="registered model (python -m mplmm models); default: mult, "
@@ -356,6 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "improvement (default: off)")
     t.add_argument("--select", default="loss", help="selection criterion on validation: loss (default) or a "
                    "metric name such as Non0_acc_2")
+    _add_model_flags(t)
+    t.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    t.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convolutions on CUDA (default off)")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms only (an error for ops without one), deterministic cuDNN and "
+                        "CUBLAS_WORKSPACE_CONFIG: a run repeats bit for bit on the same machine (slower on CUDA)")
+    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+
+def _add_model_flags(t: argparse.ArgumentParser) -> None:
+    """``train``'s model flags: the MulT backbone, MPLMM's prompts, any other model key."""
     for flag, typ, help_ in (("proj_dim", int, "transformer width d (default 30)"),
                              ("num_heads", int, "attention heads (default 5)"),
                              ("nlevels", int, "layers per transformer (default 5)"),
@@ -378,41 +398,44 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no_attn_mask", action="store_true", help="disable MulT's offset causal attention mask")
     t.add_argument("--model_arg", action="append", metavar="KEY=VALUE",
                    help="extra model keyword argument (JSON value), repeatable")
-    t.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    t.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convolutions on CUDA (default off)")
-    t.add_argument("--deterministic", action="store_true",
-                   help="deterministic algorithms only (an error for ops without one), deterministic cuDNN and "
-                        "CUBLAS_WORKSPACE_CONFIG: a run repeats bit for bit on the same machine (slower on CUDA)")
-    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=cmd_train)
 
-    def add_eval_flags(p):
-        _add_data_flags(p)
-        p.add_argument("checkpoint", help="best.pt written by train")
-        p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split (default test)")
-        p.add_argument("--protocol", default="modality", choices=PROTOCOLS,
-                       help="protocol of the simulated drops (observed: none, the data as it is)")
-        p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
-        p.add_argument("--out", default=None, help="where to write results")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--amp", action="store_true",
-                       help="bfloat16 autocast for inference on CUDA and on CPUs with native bfloat16 (AVX512-BF16/"
-                            "AMX); fp32 elsewhere")
 
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    """The flags ``evaluate`` and ``curve`` share."""
+    _add_data_flags(p)
+    p.add_argument("checkpoint", help="best.pt written by train")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split (default test)")
+    p.add_argument("--protocol", default="modality", choices=PROTOCOLS,
+                   help="protocol of the simulated drops (observed: none, the data as it is)")
+    p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
+    p.add_argument("--out", default=None, help="where to write results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast for inference on CUDA and on CPUs with native bfloat16 (AVX512-BF16/"
+                        "AMX); fp32 elsewhere")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """``evaluate``: one test missing rate or mode."""
     e = sub.add_parser("evaluate", help="metrics of a checkpoint at one test missing rate or mode")
-    add_eval_flags(e)
+    _add_eval_flags(e)
     e.add_argument("--test_rate", type=float, default=0.0, help="missing rate of the fixed masks (default 0)")
     e.add_argument("--mode", type=int, default=None, choices=range(7), help="force one missing mode 0..6")
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_curve(sub: argparse._SubParsersAction) -> None:
+    """``curve``: metrics over missing rates and per missing mode."""
     c = sub.add_parser("curve", help="metrics over missing rates 0.0-1.0 and per missing mode -> CSV/JSON")
-    add_eval_flags(c)
+    _add_eval_flags(c)
     c.add_argument("--rates", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)],
                    help="test missing rates (default 0.0 0.1 ... 1.0)")
     c.add_argument("--mask_seeds", type=int, nargs="+", default=[0, 1, 2], help="mask seeds (default 0 1 2)")
     c.set_defaults(func=cmd_curve)
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """``predict``: one row per sample of a (new) file."""
     pr = sub.add_parser("predict", help="one row per sample of a (new, unlabeled) file: mode used, prediction -> "
                         "CSV / Parquet / JSON lines")
     _add_data_flags(pr)
@@ -431,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)
 
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    """``explain``: an offline page explaining chosen samples."""
     ex = sub.add_parser("explain", help="one offline HTML page (+ JSON) explaining chosen samples: prediction per "
                         "missing mode, modality importance, time-step attributions")
     _add_data_flags(ex)
@@ -442,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ig_steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
     ex.set_defaults(func=cmd_explain)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    """``synth``: a synthetic dataset in a chosen format."""
     s = sub.add_parser("synth", help="write a synthetic dataset in a chosen format")
     s.add_argument("--kind", default="mosi", choices=("mosi", "mosei", "sims", "iemocap"), help="shape to mimic")
     s.add_argument("--size", type=float, default=0.1, help="split-size scale factor (default 0.1)")
@@ -453,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file (folder for iemocap_mmin)")
     s.set_defaults(func=cmd_synth)
 
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    """``import``: own features and a labels CSV to the project's ``.npz``."""
     i = sub.add_parser("import", help="own features: per-utterance arrays + a CSV (id, split, label) -> .npz")
     i.add_argument("--labels", required=True, help="CSV with columns id, split (train/valid/test), label")
     for m in MODALITIES:
@@ -467,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label_flags(i)
     i.set_defaults(func=cmd_import)
 
+
+def _add_params(sub: argparse._SubParsersAction) -> None:
+    """``params``: parameter counts of a model on a dataset."""
     p = sub.add_parser("params", help="trainable / frozen parameter counts of a model on a dataset")
     _add_data_flags(p)
     p.add_argument("--model", default="mplmm", help="registered model name")
@@ -482,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_arg", action="append", metavar="KEY=VALUE", help="extra model keyword argument")
     p.set_defaults(func=cmd_params)
 
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    """``batch``: run a papermill grid."""
     b = sub.add_parser("batch", help="run a papermill grid (papermill_runs/grids/*.yaml)")
     b.add_argument("grid", help="grid YAML file")
     b.add_argument("--jobs", type=int, default=None,
@@ -510,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", default=None, help="run only this stage (earlier stages must have finished)")
     b.set_defaults(func=cmd_batch)
 
+
+def _add_table(sub: argparse._SubParsersAction) -> None:
+    """``table``: leaderboards of robustness runs as markdown."""
     tb = sub.add_parser("table", help="leaderboards of robustness runs as markdown (the tables of a grid's index)")
     tb.add_argument("run_dir", help="a grid's output root, or one robustness run folder (notebook 02's output_dir)")
     tb.add_argument("--reference", default=None,
@@ -521,15 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "comparison use the headline metric)")
     tb.set_defaults(func=cmd_table)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """``report``: an executed notebook as one offline HTML file."""
     r = sub.add_parser("report", help="export an executed notebook to one self-contained offline HTML file")
     r.add_argument("notebook", help="an executed .ipynb")
     r.add_argument("--out", default=None, help="the HTML file (default: the notebook's path with .html)")
     r.add_argument("--no-input", dest="no_input", action="store_true", help="hide code cells and prompts")
     r.set_defaults(func=cmd_report)
 
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    """``models``: list the registered models."""
     m = sub.add_parser("models", help="list registered models")
     m.set_defaults(func=cmd_models)
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
