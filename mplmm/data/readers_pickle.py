@@ -219,6 +219,37 @@ def _regression_choice(raw: dict, source: str, label_key: Optional[str], meta: d
                              label_range=options.get("label_range"), threshold=options.get("threshold"), meta=meta)
 
 
+def _label_key(first: Any, source: str, split: str, fmt: str, task: Optional[str],
+               for_prediction: bool) -> Optional[str]:
+    """The labels' key in the first split's dict (None: no labels, data for prediction); its keys checked."""
+    if not isinstance(first, Mapping):
+        raise DataError(f"{where(source, split)}: expected a dict of arrays, got {type(first).__name__}")
+    if "text" not in first and "text_bert" in first:
+        raise DataError(f"{where(source, split, 'text_bert')}: only BERT token ids (N, 3, T) are present; they "
+                        "need a text encoder — mplmm requires precomputed 'text' features")
+    label_key = "classification_labels" if task == "classification" and "classification_labels" in first \
+        else _pick(first, LABEL_ORDER[fmt])
+    missing = [k for k in MODALITIES if k not in first] + ([] if label_key or for_prediction
+                                                             else ["labels|regression_labels"])
+    if missing:
+        raise DataError(f"{where(source, split)}: missing keys {missing}; expected text, audio, vision and one "
+                        f"of {list(LABEL_ORDER[fmt])}; found {sorted(map(str, first))}")
+    return label_key
+
+
+def _checked_raw_split(d: Any, source: str, split: str, label_key: Optional[str],
+                       for_prediction: bool) -> dict[str, Any]:
+    """One split's arrays (:func:`_raw_split`) once its dict has the modalities and the labels."""
+    if not isinstance(d, Mapping):
+        raise DataError(f"{where(source, split)}: expected a dict of arrays, got {type(d).__name__}")
+    absent = [k for k in list(MODALITIES) + ([label_key] if label_key and not for_prediction else [])
+              if k not in d]
+    if absent:
+        raise DataError(f"{where(source, split)}: missing keys {absent}; found {sorted(map(str, d))}")
+    _check_modality_keys(d, where(source, split))
+    return _raw_split(d, label_key)
+
+
 def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: bool = False,
                      meta: Optional[dict] = None, metric_family: Optional[str] = None,
                      allow_multilabel: bool = False, name: Optional[str] = None, task: Optional[str] = None,
@@ -236,31 +267,10 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
     notes: list[str] = []
     if task is not None and task not in TASKS:
         raise ConfigError(f"task: expected one of {list(TASKS)}, got {task!r}")
-    first = data[names[0]]
-    if not isinstance(first, Mapping):
-        raise DataError(f"{where(source, names[0])}: expected a dict of arrays, got {type(first).__name__}")
-    if "text" not in first and "text_bert" in first:
-        raise DataError(f"{where(source, names[0], 'text_bert')}: only BERT token ids (N, 3, T) are present; they "
-                        "need a text encoder — mplmm requires precomputed 'text' features")
     task = task or meta.get("task")
-    label_key = "classification_labels" if task == "classification" and "classification_labels" in first \
-        else _pick(first, LABEL_ORDER[fmt])
-    missing = [k for k in MODALITIES if k not in first] + ([] if label_key or for_prediction
-                                                             else ["labels|regression_labels"])
-    if missing:
-        raise DataError(f"{where(source, names[0])}: missing keys {missing}; expected text, audio, vision and one "
-                        f"of {list(LABEL_ORDER[fmt])}; found {sorted(map(str, first))}")
-    raw: dict[str, dict[str, Any]] = {}
-    for s in names:
-        d = data[s]
-        if not isinstance(d, Mapping):
-            raise DataError(f"{where(source, s)}: expected a dict of arrays, got {type(d).__name__}")
-        absent = [k for k in list(MODALITIES) + ([label_key] if label_key and not for_prediction else [])
-                  if k not in d]
-        if absent:
-            raise DataError(f"{where(source, s)}: missing keys {absent}; found {sorted(map(str, d))}")
-        _check_modality_keys(d, where(source, s))
-        raw[s] = _raw_split(d, label_key)
+    label_key = _label_key(data[names[0]], source, names[0], fmt, task, for_prediction)
+    raw: dict[str, dict[str, Any]] = {s: _checked_raw_split(data[s], source, s, label_key, for_prediction)
+                                      for s in names}
     labelled = [s for s in names if raw[s]["labels"] is not None]
     strings = bool(labelled) and is_string_labels(raw[labelled[0]]["labels"])
     y0 = None if strings or not labelled else as_numeric(raw[labelled[0]]["labels"],

@@ -217,6 +217,39 @@ def _label_options(label_range: Any, threshold: Any, task: Optional[str], class_
     return out
 
 
+def _file_format(path: Path, format: str, trust_pickle: bool, for_prediction: bool) -> tuple[str, Path, str, Any]:
+    """``(format, file, why that format, data already read or None)`` of ``path`` for the ``format`` argument."""
+    if format == "auto":
+        return _detect(path, trust_pickle, for_prediction)
+    if format not in FORMATS:
+        raise DataError(f"unknown format {format!r}; expected 'auto' or one of {list(FORMATS)}")
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir() and format != "iemocap_mmin":
+        exts = (".npz",) if format == "npz" else PICKLE_EXT
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        if len(found) != 1:
+            raise DataError(f"{path}: expected one {'/'.join(exts)} file in the folder for format {format}, "
+                            f"found {[p.name for p in found]}")
+        path = found[0]
+    return format, path, "format given", None
+
+
+def _read_as(fmt: str, path: Path, data: Any, strict: bool, trust_pickle: bool, label_opts: dict,
+             opts: dict) -> MultimodalDataset:
+    """The reader of ``fmt`` on ``path`` (``data``: the pickle already read while detecting the format)."""
+    if fmt == "iemocap_mmin":
+        if label_opts:
+            raise ConfigError(f"{path}: an MMIN IEMOCAP folder defines its own classes; {sorted(label_opts)} "
+                              "do not apply")
+        return read_iemocap_mmin(path, strict=strict, **opts)
+    if fmt == "npz":
+        return read_npz(path, strict=strict, **label_opts, **opts)
+    if fmt == "mult_pickle":
+        return read_mult_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
+    return read_mmsa_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
+
+
 def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *, strict: bool = False,
                  seq_lens: Optional[Sequence[int]] = None, standardize: Union[bool, str, Sequence[str]] = "auto",
                  verbose: bool = True, label_range: Optional[Sequence[float]] = None,
@@ -247,36 +280,11 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
                               "files only")
         ds = _synthetic(key, seq_lens, opts)
     else:
-        path = Path(name_or_path).expanduser()
-        if format == "auto":
-            fmt, path, reason, data = _detect(path, trust_pickle, for_prediction)
-        elif format in FORMATS:
-            if not path.exists():
-                raise DataError(f"{path}: no such file or folder")
-            fmt, reason, data = format, "format given", None
-            if path.is_dir() and fmt != "iemocap_mmin":
-                exts = (".npz",) if fmt == "npz" else PICKLE_EXT
-                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
-                if len(found) != 1:
-                    raise DataError(f"{path}: expected one {'/'.join(exts)} file in the folder for format {fmt}, "
-                                    f"found {[p.name for p in found]}")
-                path = found[0]
-        else:
-            raise DataError(f"unknown format {format!r}; expected 'auto' or one of {list(FORMATS)}")
+        fmt, path, reason, data = _file_format(Path(name_or_path).expanduser(), format, trust_pickle, for_prediction)
         _check_opts(f"{path} ({fmt})", opts, READER_OPTIONS[fmt])
         if fmt != "iemocap_mmin":
             opts = {**opts, "for_prediction": for_prediction, "drop_empty": drop_empty}
-        if fmt == "iemocap_mmin":
-            if label_opts:
-                raise ConfigError(f"{path}: an MMIN IEMOCAP folder defines its own classes; {sorted(label_opts)} "
-                                  "do not apply")
-            ds = read_iemocap_mmin(path, strict=strict, **opts)
-        elif fmt == "npz":
-            ds = read_npz(path, strict=strict, **label_opts, **opts)
-        elif fmt == "mult_pickle":
-            ds = read_mult_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
-        else:
-            ds = read_mmsa_pickle(path, strict=strict, data=data, trust_pickle=trust_pickle, **label_opts, **opts)
+        ds = _read_as(fmt, path, data, strict, trust_pickle, label_opts, opts)
         presence = "; ".join(f"{k}: {v}" for k, v in ds.presence_summary().items())
         _say(verbose, f"reading {path} as {fmt} ({reason}): {describe_labels(ds)}; {presence}")
         if seq_lens is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -197,49 +197,63 @@ def timestep_attributions(model: nn.Module, batch: Batch, modes: Union[int, Sequ
     lengths, _ = batch_parts(batch)
     lengths = None if lengths is None else lengths.to(dev)
     batch = tuple(x.to(dev).float() for x in batch)  # type: ignore[assignment]
-    b = batch[0].shape[0]
     fwd = ForwardWrapper(model)
     extra = _extra_args(m, lengths)
     delta = None
     with eval_mode(model):
         target = _target(fwd, batch, m, lengths)
         if method == "ig":
-            from captum.attr import LayerIntegratedGradients
-
-            layers = projection_layers(model)
-            with warnings.catch_warnings():  # the three projections are independent (captum warns regardless)
-                warnings.filterwarnings("ignore", message="Multiple layers provided")
-                lig = LayerIntegratedGradients(fwd, layers)
-            ibs = None if internal_batch_size is None else max(int(internal_batch_size), b)
-            try:
-                with hookable_projections(layers):
-                    attrs = lig.attribute(batch, baselines=(0.0, 0.0, 0.0), target=target,
-                                          additional_forward_args=extra, n_steps=int(n_steps),
-                                          internal_batch_size=ibs)
-            except AssertionError as exc:  # captum: "Forward hook did not obtain any outputs for given layer"
-                raise NotImplementedError(f"model {model_name(model)!r} does not call proj_l/proj_a/proj_v as "
-                                          f"modules, so IG on the projections cannot hook them ({exc}); use "
-                                          f"method='occlusion'") from exc
-            out = {name: _per_step(layer, a.detach(), x.shape[1]).cpu()
-                   for name, layer, a, x in zip(MODALITIES, layers, attrs, batch)}
-            if return_delta:
-                # completeness gap against the baseline LIMIT f(eps * x): MulT treats exactly-zero frames as padding
-                # (no positional vector), so f jumps at the all-zero input and f(0) is not what IG integrates to
-                with torch.no_grad():
-                    fx = _select(fwd(*batch, *extra), target)
-                    f0 = _select(fwd(*(x * BASELINE_EPS for x in batch), *extra), target)
-                total = sum(a.sum(1) for a in out.values())
-                delta = (total - (fx - f0).cpu()).detach()
+            out, delta = _ig_steps(model, fwd, batch, target, extra, n_steps, internal_batch_size, return_delta)
         else:
-            from captum.attr import Occlusion
-
-            occ = Occlusion(fwd)
-            windows = tuple((1, int(x.shape[2])) for x in batch)
-            attrs = occ.attribute(batch, sliding_window_shapes=windows, strides=windows, baselines=(0.0, 0.0, 0.0),
-                                  target=target, additional_forward_args=extra,
-                                  perturbations_per_eval=int(perturbations_per_eval))
-            out = {name: a.detach().mean(dim=-1).cpu() for name, a in zip(MODALITIES, attrs)}
+            out = _occlusion_steps(fwd, batch, target, extra, perturbations_per_eval)
     return (out, delta) if return_delta else out
+
+
+def _ig_steps(model: nn.Module, fwd: ForwardWrapper, batch: tuple, target: Any, extra: tuple, n_steps: int,
+              internal_batch_size: Optional[int], return_delta: bool) -> tuple[dict, Optional[torch.Tensor]]:
+    """``timestep_attributions``' ``"ig"`` method: per-step attributions and, with ``return_delta``, the
+    completeness gap."""
+    from captum.attr import LayerIntegratedGradients
+
+    b, delta = batch[0].shape[0], None
+    layers = projection_layers(model)
+    with warnings.catch_warnings():  # the three projections are independent (captum warns regardless)
+        warnings.filterwarnings("ignore", message="Multiple layers provided")
+        lig = LayerIntegratedGradients(fwd, layers)
+    ibs = None if internal_batch_size is None else max(int(internal_batch_size), b)
+    try:
+        with hookable_projections(layers):
+            attrs = lig.attribute(batch, baselines=(0.0, 0.0, 0.0), target=target,
+                                  additional_forward_args=extra, n_steps=int(n_steps),
+                                  internal_batch_size=ibs)
+    except AssertionError as exc:  # captum: "Forward hook did not obtain any outputs for given layer"
+        raise NotImplementedError(f"model {model_name(model)!r} does not call proj_l/proj_a/proj_v as "
+                                  f"modules, so IG on the projections cannot hook them ({exc}); use "
+                                  f"method='occlusion'") from exc
+    out = {name: _per_step(layer, a.detach(), x.shape[1]).cpu()
+           for name, layer, a, x in zip(MODALITIES, layers, attrs, batch)}
+    if return_delta:
+        # completeness gap against the baseline LIMIT f(eps * x): MulT treats exactly-zero frames as padding
+        # (no positional vector), so f jumps at the all-zero input and f(0) is not what IG integrates to
+        with torch.no_grad():
+            fx = _select(fwd(*batch, *extra), target)
+            f0 = _select(fwd(*(x * BASELINE_EPS for x in batch), *extra), target)
+        total = sum(a.sum(1) for a in out.values())
+        delta = (total - (fx - f0).cpu()).detach()
+    return out, delta
+
+
+def _occlusion_steps(fwd: ForwardWrapper, batch: tuple, target: Any, extra: tuple,
+                     perturbations_per_eval: int) -> dict:
+    """``timestep_attributions``' ``"occlusion"`` method: one-time-step windows."""
+    from captum.attr import Occlusion
+
+    occ = Occlusion(fwd)
+    windows = tuple((1, int(x.shape[2])) for x in batch)
+    attrs = occ.attribute(batch, sliding_window_shapes=windows, strides=windows, baselines=(0.0, 0.0, 0.0),
+                          target=target, additional_forward_args=extra,
+                          perturbations_per_eval=int(perturbations_per_eval))
+    return {name: a.detach().mean(dim=-1).cpu() for name, a in zip(MODALITIES, attrs)}
 
 
 def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterable[int] = (6,),
