@@ -147,6 +147,34 @@ def _default_metric(table, options: list[str]) -> Optional[str]:
     return None
 
 
+def _selected_histories(panel: Panel, controls: dict) -> dict:
+    """The history of each run chosen in ``controls["runs"]`` (read once, then from ``panel.state["cache"]``)."""
+    out = {}
+    for name in controls["runs"].value:
+        row = panel.state["table"][panel.state["table"]["run"] == name]
+        if len(row):
+            out[name] = panel.state["cache"].setdefault(name, runs.load_run(row["path"].iloc[0])[0])
+    return out
+
+
+def _scan_runs(panel: Panel, controls: dict, select: Optional[Sequence[str]]) -> list[str]:
+    """Find the runs under ``controls["root"]``, offer them (``select`` chosen, else all) and their numeric metrics;
+    returns the run names."""
+    with panel.updating():
+        table = runs.find_runs(controls["root"].value)
+        panel.state["table"], panel.state["cache"] = table, {}
+        names = list(table["run"]) if len(table) else []
+        controls["runs"].options = names
+        wanted = [n for n in (select or names) if n in names]
+        controls["runs"].value = tuple(wanted)
+        metric_opts = [c for c in table.columns
+                       if c not in ("run", "path", "has_metrics", "has_history", "model", "primary_metric")
+                       and table[c].dtype.kind in "fiu"] if len(table) else []
+        controls["metric"].options = metric_opts
+        controls["metric"].value = _default_metric(table, metric_opts)
+    return names
+
+
 def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]] = None,
                              figure_widget: Optional[bool] = None) -> Panel:
     """Compare runs under ``root`` (folders with ``metrics.json`` / ``history.csv``): training curves of the
@@ -163,20 +191,12 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
     }
     panel = Panel("Run explorer", controls, [["root", "refresh"], ["runs"], ["curve", "metric"]], figure_widget)
 
-    def histories() -> dict:
-        out = {}
-        for name in controls["runs"].value:
-            row = panel.state["table"][panel.state["table"]["run"] == name]
-            if len(row):
-                out[name] = panel.state["cache"].setdefault(name, runs.load_run(row["path"].iloc[0])[0])
-        return out
-
     def redraw() -> None:
         table = panel.state.get("table")
         if table is None or not len(table):
             panel.show_figure(PI.run_comparison_figure({}, controls["curve"].value))
             return
-        hists = histories()
+        hists = _selected_histories(panel, controls)
         cols = sorted({c for h in hists.values() for c in h.columns
                        if c not in ("epoch", "best") and h[c].dtype.kind in "fiu"})
         if cols and list(controls["curve"].options) != cols:
@@ -190,19 +210,7 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
         panel.info(f"{len(table)} run(s) under {controls['root'].value}; {len(hists)} selected")
 
     def rescan(_btn: Any = None) -> None:
-        with panel.updating():
-            table = runs.find_runs(controls["root"].value)
-            panel.state["table"], panel.state["cache"] = table, {}
-            names = list(table["run"]) if len(table) else []
-            controls["runs"].options = names
-            wanted = [n for n in (select or names) if n in names]
-            controls["runs"].value = tuple(wanted)
-            metric_opts = [c for c in table.columns
-                           if c not in ("run", "path", "has_metrics", "has_history", "model", "primary_metric")
-                           and table[c].dtype.kind in "fiu"] if len(table) else []
-            controls["metric"].options = metric_opts
-            controls["metric"].value = _default_metric(table, metric_opts)
-        if not names:
+        if not _scan_runs(panel, controls, select):
             panel.error(f"no run folders (metrics.json / history.csv) under {controls['root'].value!r}")
             panel.show_figure(PI.run_comparison_figure({}, controls["curve"].value))
             return
@@ -269,6 +277,27 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
 # ----------------------------------------------------------------------------------------------------------------------
 # (3) attention viewer
 # ----------------------------------------------------------------------------------------------------------------------
+def _sync_attention_controls(controls: dict, maps: Any) -> None:
+    """Offer the modules, layers and heads of ``maps``, keeping the current choices where they still exist."""
+    mods = list(maps.modules)
+    if list(controls["module"].options) != mods:
+        keep = controls["module"].value if controls["module"].value in mods else mods[-1]
+        controls["module"].options = mods
+        controls["module"].value = keep
+    mod = controls["module"].value
+    depth = int(maps.info.loc[mod, "n_layers"])
+    if controls["layer"].max != depth - 1:
+        last = controls["layer"].value >= controls["layer"].max
+        controls["layer"].max = depth - 1
+        if last or controls["layer"].value > depth - 1:
+            controls["layer"].value = depth - 1
+    heads = [("mean", -1)] + [(str(h), h) for h in range(int(maps.info.loc[mod, "heads"]))]
+    if list(controls["head"].options) != heads:
+        keep = controls["head"].value if controls["head"].value < len(heads) - 1 else -1
+        controls["head"].options = heads
+        controls["head"].value = keep
+
+
 def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mode: int = 6,
                           module: str = "trans_l_mem", figure_widget: Optional[bool] = None,
                           sample_ids: Optional[Sequence[str]] = None) -> Panel:
@@ -303,28 +332,9 @@ def build_attention_panel(model, ds, split: str = "test", n_samples: int = 8, mo
             cache[k] = I.attention_maps(model, batch, k)
         return cache[k]
 
-    def sync_controls(maps) -> None:
-        mods = list(maps.modules)
-        if list(controls["module"].options) != mods:
-            keep = controls["module"].value if controls["module"].value in mods else mods[-1]
-            controls["module"].options = mods
-            controls["module"].value = keep
-        mod = controls["module"].value
-        depth = int(maps.info.loc[mod, "n_layers"])
-        if controls["layer"].max != depth - 1:
-            last = controls["layer"].value >= controls["layer"].max
-            controls["layer"].max = depth - 1
-            if last or controls["layer"].value > depth - 1:
-                controls["layer"].value = depth - 1
-        heads = [("mean", -1)] + [(str(h), h) for h in range(int(maps.info.loc[mod, "heads"]))]
-        if list(controls["head"].options) != heads:
-            keep = controls["head"].value if controls["head"].value < len(heads) - 1 else -1
-            controls["head"].options = heads
-            controls["head"].value = keep
-
     def update() -> None:
         maps = maps_for(int(controls["mode"].value))
-        sync_controls(maps)
+        _sync_attention_controls(controls, maps)
         mod, layer, head = controls["module"].value, int(controls["layer"].value), int(controls["head"].value)
         sample = int(controls["sample"].value)
         panel.state.update(maps=maps, module=mod, layer=layer, head=head, sample=sample)
