@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build

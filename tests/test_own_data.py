@@ -243,7 +243,7 @@ def test_checkpoint_that_does_not_fit_the_data(files, trained, capsys):
     model = load_model(trained["emo"], data=emo)  # fits: no error
     with pytest.raises(CheckpointError, match="does not fit dataset 'ratings'"):
         check_model_fits(model, load_dataset(files["r5"], verbose=False))
-    from widgets import build_missing_explorer_panel
+    from mplmm_widgets import build_missing_explorer_panel
 
     with pytest.raises(CheckpointError, match="task expected classification .*, found regression"):
         build_missing_explorer_panel(model, load_dataset(files["r5"], verbose=False))

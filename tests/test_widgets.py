@@ -13,8 +13,8 @@ from torch import nn
 pytest.importorskip("ipywidgets")
 
 from mplmm.models import create_model  # noqa: E402
-from widgets import (build_attention_panel, build_attribution_panel, build_missing_explorer_panel,  # noqa: E402
-                     build_run_explorer_panel)
+from mplmm_widgets import (build_attention_panel, build_attribution_panel,  # noqa: E402
+                           build_missing_explorer_panel, build_run_explorer_panel)
 from tiny_data import DIMS, SEQS, tiny_dataset  # noqa: E402
 
 
@@ -164,7 +164,7 @@ def test_updating_holds_back_the_callback():
     """``Panel.updating()``: control changes inside the block call nothing, ``busy`` says so, and it is restored."""
     import ipywidgets as W
 
-    from widgets import Panel
+    from mplmm_widgets import Panel
 
     calls = []
     panel = Panel("t", {"x": W.IntSlider(value=0)}, [["x"]], figure_widget=False)

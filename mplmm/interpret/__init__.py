@@ -1,7 +1,7 @@
 """Interpretation of MulT / MPLMM models: attention maps, prompt analyses, generated features and attributions.
 
 Everything here is a pure function: tensors and DataFrames in, tensors and DataFrames out (no plotting, no widgets).
-The plot builders live in :mod:`mplmm.plots.interpret`, the interactive panels in :mod:`widgets`. One module per
+The plot builders live in :mod:`mplmm.plots.interpret`, the interactive panels in :mod:`mplmm_widgets`. One module per
 topic, every public name re-exported here (``from mplmm import interpret as I; I.attention_maps(...)``):
 
 * :mod:`.attention` — :func:`attention_maps` (per module, layer and head, prompt-token columns identified) and

@@ -294,7 +294,7 @@ def test_widget_panels_rendered(executed):
     assert not rep["fallback"], f"{path}: widgets shown as text (no widget manager?): {rep['fallback']}"
     assert rep["nWidget"] >= 1, (
         f"{path}: displays no ipywidgets panel; the notebooks must end with one, e.g. "
-        f"`from widgets import build_missing_explorer_panel; panel = build_missing_explorer_panel(model, ds); "
+        f"`from mplmm_widgets import build_missing_explorer_panel; panel = build_missing_explorer_panel(model, ds); "
         f"panel.widget`")
     assert rep["views"] >= rep["nWidget"], \
         f"{path}: {rep['nWidget']} widget outputs in the notebook but only {rep['views']} widget views rendered"
