@@ -36,6 +36,7 @@ myst_enable_extensions = ["colon_fence"]
 # MyST-NB: notebooks are committed without outputs and are never executed by the docs build
 nb_execution_mode = "off"
 nb_custom_formats = {".nblink": "nblink.read"}
+nb_ipywidgets_js: dict = {}   # never the CDN scripts MyST-NB would add for notebooks that hold widget state
 
 autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
 autodoc_member_order = "bysource"
