@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install browser-deps demo test test-fast test-gpu gpu-smoke test-notebooks test-browser lab bench clean
+.PHONY: install browser-deps demo test test-fast test-gpu gpu-smoke test-notebooks test-browser lab bench docs clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ strip-notebooks: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+# the documentation site, offline, warnings are errors (tests/test_docs_build.py runs the same build)
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_attention.py
@@ -72,4 +77,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_curve.py
 
 clean:
-	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache
+	rm -rf papermill_runs/demo papermill_runs/tiny runs .pytest_cache docs/_build

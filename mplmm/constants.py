@@ -11,7 +11,7 @@ SHORT: dict[str, str] = {"text": "l", "audio": "a", "vision": "v"}
 LETTERS: tuple[str, str, str] = tuple(SHORT[m] for m in MODALITIES)  # type: ignore[assignment]
 LETTER_TO_NAME: dict[str, str] = {letter: name for name, letter in SHORT.items()}
 
-#: MPLMM missing modes (mplmm.md §4.1): mode -> tuple of *present* flags (text, audio, vision).
+#: MPLMM missing modes (docs/protocol_metrics.md, "Missing modes"): mode -> *present* flags (text, audio, vision).
 MODE_PRESENT: dict[int, tuple[bool, bool, bool]] = {
     0: (False, True, True),   # text missing
     1: (True, False, True),   # audio missing

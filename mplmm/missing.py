@@ -11,7 +11,7 @@ for robustness curves.  See ``docs/protocol_metrics.md`` for the full descriptio
 
 Protocols (``rate`` = r or p):
 
-* ``"modality"`` (MPLMM, ``mplmm.md`` §3.6/§4): missing iff ``u("missing") < p``; the mode is
+* ``"modality"`` (MPLMM; ``docs/protocol_metrics.md``, "Three protocols"): missing iff ``u("missing") < p``; the mode is
   ``floor(6 * u("mode"))`` ∈ {0..5}; otherwise mode 6 (complete).
 * ``"entry"`` (ComP-style): modality m is drawn missing iff ``u(f"entry:{m}") < r``; when all three are drawn
   missing, the modality with the **largest** of the three uniforms is kept (uniform over the three by symmetry, and it

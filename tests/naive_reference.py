@@ -1,6 +1,6 @@
 """Plain, slow reference implementations (loops over samples, heads and positions) used only by tests.
 
-They read the weights of the fast modules and recompute everything from the definitions in mplmm.md §5, so a test
+They read the weights of the fast modules and recompute everything from the definitions in docs/models.md, so a test
 can compare fast vs naive outputs on the same weights.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def naive_mult(model, text, audio, vision) -> torch.Tensor:
     return naive_head(bb, naive_mult_encode(bb, *proj))
 
 
-# generation table of mplmm.md §5.3: mode -> {target: ordered source list}
+# generation table (docs/models.md, missing-modality generation): mode -> {target: ordered source list}
 GEN_TABLE = {
     0: {"l": ["a", "v"]}, 1: {"a": ["l", "v"]}, 2: {"v": ["l", "a"]},
     3: {"l": ["v"], "a": ["v"]}, 4: {"l": ["a"], "v": ["a"]}, 5: {"a": ["l"], "v": ["l"]}, 6: {},

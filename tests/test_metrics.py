@@ -166,7 +166,7 @@ def test_primary_and_direction() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# shared real data: text-only ridge on the bc-LSTM MOSI features (README §6)
+# shared real data: text-only ridge on the bc-LSTM MOSI features (docs/data.md, "The shared real MOSI file")
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not (MOSI_DIR / "mosi_bclstm_utterance.npz").exists(), reason="shared MOSI file absent")
 def test_reference_ridge_text_only() -> None:

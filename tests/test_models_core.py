@@ -253,7 +253,7 @@ def test_zero_init_reproduces_dead_missing_type_branch():
     ((100, 73, 100), (1, 1, 1), 1, 1_089_616, 28_336),
 ])
 def test_parameter_counts_match_released_code(dims, seqs, out, total, trainable):
-    """The counts of mplmm.md §6 (released code = gen_projection 'bypass'), after transfer from a MOSEI MulT."""
+    """The counts of docs/models.md (released code = gen_projection 'bypass'), after transfer from a MOSEI MulT."""
     src = create_model("mult", dims=(300, 74, 35), seq_lens=(50, 500, 500))
     assert src.parameter_counts()["total"] == 1_073_731
     m = create_model("mplmm", dims=dims, seq_lens=seqs, output_dim=out, gen_projection="bypass")

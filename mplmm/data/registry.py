@@ -261,7 +261,7 @@ def load_dataset(name_or_path: Union[str, os.PathLike], format: str = "auto", *,
 
     ``strict``: raise on non-finite features instead of zeroing them. ``seq_lens``: for synthetic data the generated
     lengths, for files pad/truncate to them (padding is then masked through recorded lengths). ``standardize``:
-    ``"auto"`` (utterance-level data whose max |x| > 50), True, False, a list of modalities, or a dict of
+    ``"auto"`` (utterance-level data whose max ``|x|`` > 50), True, False, a list of modalities, or a dict of
     statistics ``{modality: {"mean", "std"}}`` (a checkpoint's). ``for_prediction``: any subset of the splits (or
     ``unsplit`` data), labels optional. ``drop_empty``: drop samples that have no modality at all (else a
     one-line error naming the first). Labels (see :mod:`mplmm.data.labels`): ``label_range`` (default: the

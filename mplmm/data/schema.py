@@ -2,17 +2,17 @@
 
 Schema (per split ``train`` / ``valid`` / ``test``):
 
-========== ================= =========================================================
-key        dtype / shape     meaning
-========== ================= =========================================================
+========== =================== ================================================================================
+key        dtype / shape       meaning
+========== =================== ================================================================================
 text       float32 (N,T_l,D_l) text features, time-major inside a sample
 audio      float32 (N,T_a,D_a) audio features
 vision     float32 (N,T_v,D_v) vision features
-labels     float32 (N,)       regression target, or int64 (N,) class index
-ids        str (N,)           sample ids (the missing-modality masks are a function of them)
-lengths    dict or None       optional per-modality valid lengths, int64 (N,) (end padding after them)
-present    bool (N, 3)        which modalities were recorded (text, audio, vision); an absent one is all zeros
-========== ================= =========================================================
+labels     float32 (N,)        regression target, or int64 (N,) class index
+ids        str (N,)            sample ids (the missing-modality masks are a function of them)
+lengths    dict or None        optional per-modality valid lengths, int64 (N,) (end padding after them)
+present    bool (N, 3)         which modalities were recorded (text, audio, vision); an absent one is all zeros
+========== =================== ================================================================================
 
 **Absence is data**: ``present[i, j]`` False means modality ``j`` was never recorded for sample ``i`` (no file, an
 all-NaN or empty array, ``None``). Its features are zeros that no model reads as real: every protocol intersects its

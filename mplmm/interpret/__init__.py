@@ -13,9 +13,10 @@ topic, every public name re-exported here (``from mplmm import interpret as I; I
   similarity between the features MPLMM generates for a dropped modality and the real path ``proj(x) + P_NMS``.
 * :mod:`.attribution` (Captum) — :func:`modality_importance` (feature ablation, one group per modality, per missing
   mode), :func:`timestep_attributions` (Integrated Gradients on ``proj_l/a/v`` or one-time-step occlusion) and
-  :func:`attribution_summary` (dataset-level mean |attribution|).
+  :func:`attribution_summary` (dataset-level mean ``|attribution|``).
 * :mod:`.common` — batches of a split (:func:`get_batch`), :func:`modes_tensor`, :func:`eval_mode`,
   :func:`model_device`, :func:`model_name`.
+
 Re-exported from elsewhere: :func:`evaluate_missing` (live evaluation under a rate or a forced mode, for the
 missing-rate explorer) from :mod:`mplmm.evaluate`. Nothing here imports training: the demo model of the notebooks
 (:func:`mplmm.workbench.demo.load_or_train_demo`) and the run-folder scanning (:mod:`mplmm.workbench.runs`) live in the

@@ -2,9 +2,9 @@
 
 :func:`modality_importance` (feature ablation, one group per modality, per missing mode), :func:`timestep_attributions`
 (Integrated Gradients on the projection layers ``proj_l/a/v`` or one-time-step occlusion; per-modality ``(B, T_m)``
-relevance) and :func:`attribution_summary` (dataset-level mean |attribution|). The forward wrapper only takes tensors
-(``modes`` travels as a tensor in ``additional_forward_args``); the target is output 0 for regression and the
-predicted class for classification.
+relevance) and :func:`attribution_summary` (dataset-level mean ``|attribution|``). The forward wrapper only takes
+tensors (``modes`` travels as a tensor in ``additional_forward_args``); the target is output 0 for regression and
+the predicted class for classification.
 """
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
 
     Attribution of a modality = ``f(x) - f(x with that modality set to baseline)`` for the model's output (regression)
     or the predicted class (classification). A modality the model does not read in that mode gets exactly 0. One row
-    per mode × modality: ``importance`` (mean signed), ``abs_importance`` (mean |·|), ``share`` (of the mode's total
-    |·|), ``present`` and ``n``; with ``per_sample`` one row per sample instead (``sample``, ``importance``).
+    per mode × modality: ``importance`` (mean signed), ``abs_importance`` (mean ``|·|``), ``share`` (of the mode's total
+    ``|·|``), ``present`` and ``n``; with ``per_sample`` one row per sample instead (``sample``, ``importance``).
     """
     from captum.attr import FeatureAblation
 
@@ -261,7 +261,7 @@ def attribution_summary(model: nn.Module, ds, split: str = "test", modes: Iterab
                         n_steps: int = 16, internal_batch_size: Optional[int] = None,
                         indices: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Dataset-level time-step attributions: one row per mode × modality × time step with ``mean_abs`` (mean
-    |attribution| over samples), ``mean`` (signed) and ``n`` (the samples that have the mode's modalities, see
+    ``|attribution|`` over samples), ``mean`` (signed) and ``n`` (the samples that have the mode's modalities, see
     :func:`modality_importance`); columns ``method`` and ``present`` as well."""
     dev = model_device(model)
     modes = modes_list(modes)

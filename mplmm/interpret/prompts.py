@@ -52,7 +52,7 @@ def cosine_matrix(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Project rows of ``x (N, F)`` on their first two principal components (SVD of the centred data).
 
-    Signs are fixed (largest-|loading| entry of each component positive) so the result is deterministic. Returns the
+    Signs are fixed (largest-``|loading|`` entry of each component positive) so the result is deterministic. Returns the
     ``(N, 2)`` coordinates and the explained-variance ratios ``(2,)`` (zeros for constant data).
     """
     x = x.double()

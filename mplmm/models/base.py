@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-#: registered name → model class (filled by :func:`register`; :mod:`.registry` imports every model module)
+#: registered name → model class (filled by :func:`register`; :mod:`mplmm.models.registry` imports every model module)
 REGISTRY: dict[str, type["MissingModalityModel"]] = {}
 
 

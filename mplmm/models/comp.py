@@ -298,7 +298,7 @@ def _jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def disentangle_loss(shared: list[torch.Tensor], private: list[torch.Tensor]) -> torch.Tensor:
-    """``L_dis``: per modality pair |cos(p_i,p_j)| + |cos(p_i,s_i)| + |cos(p_j,s_j)| + JSD(σ(s_i), σ(s_j))."""
+    """``L_dis``: per modality pair ``|cos(p_i,p_j)| + |cos(p_i,s_i)| + |cos(p_j,s_j)| + JSD(σ(s_i), σ(s_j))``."""
     total = shared[0].new_zeros(())
     for i, j in ((0, 1), (0, 2), (1, 2)):
         total = total + _abs_cos(private[i], private[j]) + _abs_cos(private[i], shared[i]) \

@@ -1,6 +1,6 @@
 """MPLMM prompt model (Guo, Jin, Zhao, ACL 2024) on a frozen MulT backbone — vectorised over the batch.
 
-Parts (mplmm.md §5.2–5.4):
+Parts (``docs/models.md``, "mplmm: the prompt model"):
 
 * **Missing modality generation** — for a missing target ``t`` with available sources ``S``: per-source mappers
   ``GELU(Conv1d_k1(D_s → d))`` on the raw source features, concatenated along time after the generative prompt
@@ -10,7 +10,7 @@ Parts (mplmm.md §5.2–5.4):
   ``T = P_MT @ M_P[mode]`` gives ``P`` tokens of width ``2d`` per branch, appended to each memory transformer; the
   readout is the output at the last prompt token.
 
-Fixes over the released code (see README "Fixes to the reference"):
+Fixes over the released code (``docs/models.md``, "What the released MPLMM code gets wrong"):
 
 * ``prompt_init="lora"`` (default): signal prompts ``N(0, 0.02²)``, ``m_x ~ N(0, 1/L_x)``, ``P_MT ~ N(0, 1/d)`` so
   the missing-type branch has a non-zero gradient from the first step; ``"zeros"`` reproduces the released code,
@@ -79,7 +79,7 @@ def masked_generation(device: torch.device) -> bool:
     """Whether :meth:`MPLMM.complete_inputs` uses the sync-free masked path on ``device``."""
     return device.type != "cpu" if MASKED_GENERATION is None else MASKED_GENERATION
 
-#: order in which source features are concatenated after the generative prompt (mplmm.md §5.3 step 2)
+#: order in which source features are concatenated after the generative prompt (docs/models.md, generation step 2)
 CONCAT_ORDER: dict[str, str] = {"l": "av", "a": "lv", "v": "la"}
 
 
@@ -170,7 +170,7 @@ class MPLMM(MissingModalityModel):
             return getattr(super().__getattr__("backbone"), name)
 
     def load_pretrained_backbone(self, state_dict: dict, config: dict) -> dict:
-        """Copy a ``mult`` state dict (minus projections and output layer) and freeze it (mplmm.md §6)."""
+        """Copy a ``mult`` state dict (minus projections and output layer) and freeze it (``docs/models.md``)."""
         return transfer_backbone(self, state_dict, config)
 
     # -- prompts ---------------------------------------------------------------------------------------------------

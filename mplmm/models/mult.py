@@ -1,4 +1,4 @@
-"""MulT backbone (Tsai et al., ACL 2019) as used by MPLMM (mplmm.md §5.1).
+"""MulT backbone (Tsai et al., ACL 2019) as used by MPLMM (``docs/models.md``, "mult: the MulT backbone").
 
 1×1 temporal conv projections (bias-free) → six crossmodal transformers (l←a, l←v, a←l, a←v, v←l, v←a) → three
 self-attention memory transformers on the concatenated crossmodal outputs → last-step readout → residual head.
@@ -48,7 +48,7 @@ class MulTBackbone(nn.Module):
         self.proj_l = nn.Conv1d(d_l, d, kernel_size=1, bias=False)
         self.proj_a = nn.Conv1d(d_a, d, kernel_size=1, bias=False)
         self.proj_v = nn.Conv1d(d_v, d, kernel_size=1, bias=False)
-        # attention dropout is chosen by the SOURCE modality (mplmm.md §5.1 item 3)
+        # attention dropout is chosen by the SOURCE modality (docs/models.md, the MulT backbone, item 2)
         src_dropout = {"l": attn_dropout, "a": attn_dropout_a, "v": attn_dropout_v}
         common = dict(num_heads=num_heads, layers=layers, relu_dropout=relu_dropout, res_dropout=res_dropout,
                       embed_dropout=embed_dropout, attn_mask=attn_mask)

@@ -1,6 +1,7 @@
 """The model registry: build a registered model, look one up, check a user's ``model_config``.
 
-Imports every model module, so that their ``@register`` decorators have run (:mod:`.base` holds the registry itself).
+Imports every model module, so that their ``@register`` decorators have run (:mod:`mplmm.models.base` holds the
+registry itself).
 """
 from __future__ import annotations
 

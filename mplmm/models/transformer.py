@@ -1,6 +1,6 @@
 """MulT's transformer encoder, batch-first, on ``scaled_dot_product_attention``.
 
-Semantics follow MulT / MPLMM ``modules/*`` exactly (mplmm.md §5.1):
+Semantics follow MulT / MPLMM ``modules/*`` exactly (``docs/models.md``, "mult: the MulT backbone"):
 
 * input scaled by ``sqrt(embed_dim)``; sinusoidal positions (sin|cos halves, positions start at 1) derived from
   **channel 0 of the unscaled input**: a step whose channel 0 is exactly 0 counts as padding and gets a zero position

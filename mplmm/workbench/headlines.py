@@ -26,7 +26,7 @@ def attention_key_metrics(share: pd.DataFrame, generation: pd.DataFrame) -> dict
 
 
 def attribution_key_metrics(importance: pd.DataFrame, deltas: Mapping[int, torch.Tensor]) -> dict[str, float]:
-    """Each modality's share of the ablation importance when complete, and the mean |IG completeness gap|."""
+    """Each modality's share of the ablation importance when complete, and the mean ``|IG completeness gap|``."""
     key = {f"share {r.modality} (complete)": float(r.share) for r in importance[importance["mode"] == 6].itertuples()}
     if 6 in deltas:
         key["IG gap (complete)"] = float(deltas[6].abs().mean())

@@ -201,7 +201,7 @@ class TuneSpec:
 
 
 def hint(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the choice closest to ``name``, or ``""``."""
+    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""``."""
     found = closest(name, choices)
     return f" (did you mean '{found}'?)" if found else ""
 
