@@ -14,9 +14,9 @@ from typing import Any, Optional
 
 import torch
 
-from .models import create_model
-from .models.base import MissingModalityModel
 from .errors import UserError
+from .models import canonical_config, create_model
+from .models.base import MissingModalityModel
 from .utils import PathLike, atomic_write
 
 FORMAT = "mplmm-checkpoint/1"
@@ -34,7 +34,8 @@ def save_checkpoint(path: PathLike, model: MissingModalityModel, **extra: Any) -
 
 
 def read_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict with ``weights_only=True``; one-line :class:`CheckpointError` on any problem."""
+    """Load a checkpoint dict with ``weights_only=True``; one-line :class:`CheckpointError` on any problem. The model
+    config's keys come back under their current names (aliases such as ``d_model`` renamed to ``d``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
@@ -45,6 +46,8 @@ def read_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
                               f"{str(exc).splitlines()[0][:200]})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mplmm checkpoint (expected key 'format' == {FORMAT!r})")
+    if isinstance(ckpt.get("model_config"), dict):  # keys saved under older names (d_model, hidden, heads) renamed
+        ckpt["model_config"] = canonical_config(str(ckpt.get("model_name")), ckpt["model_config"])
     return ckpt
 
 

@@ -23,28 +23,21 @@ def closest(name: str, choices: Iterable[str]) -> Optional[str]:
     return found[0] if found else None
 
 
-def unknown_keys_message(what: str, unknown: Iterable[str], accepted: Iterable[str]) -> str:
-    """``"unknown <what> 'x' (did you mean 'y'?); accepted: a, b, c"`` for one or more unknown keys."""
+def unknown_keys_message(what: str, unknown: Iterable[str], accepted: Iterable[str],
+                         also: Iterable[str] = ()) -> str:
+    """``"unknown <what> 'x' (did you mean 'y'?); accepted: a, b, c"`` for one or more unknown keys. ``also``: more
+    accepted names a typo may be closest to (aliases), not listed."""
     accepted = sorted(accepted)
+    names = [*accepted, *also]
     parts = []
     for key in sorted(unknown):
-        hint = closest(key, accepted)
+        hint = closest(key, names)
         parts.append(f"'{key}'" + (f" (did you mean '{hint}'?)" if hint else ""))
     noun = what if len(parts) == 1 else f"{what}s"
     return f"unknown {noun} {', '.join(parts)}; accepted: {', '.join(accepted)}"
 
 
-def check_number(name: str, value, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
-                 integer: bool = False, strict_min: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a number in range (``integer``: a whole number)."""
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{name}: expected {kind}, got {value!r}")
-    if value != value:  # NaN
-        raise ConfigError(f"{name}: expected a number, got NaN")
-    kind = "an integer" if integer else "a number"
-    if minimum is not None and (value <= minimum if strict_min else value < minimum):
-        raise ConfigError(f"{name}: expected {kind} {'>' if strict_min else '>='} {minimum:g}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name}: expected {kind} <= {maximum:g}, got {value!r}")
+def unknown_key_message(where: str, unknown: Iterable[str], accepted: Iterable[str], also: Iterable[str] = ()) -> str:
+    """``"<where>: unknown key 'x' (did you mean 'y'?); accepted: a, b, c"``: the one wording of an unknown key in
+    any configuration (see :mod:`mplmm.config`)."""
+    return f"{where}: {unknown_keys_message('key', unknown, accepted, also)}"

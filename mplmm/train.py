@@ -31,17 +31,26 @@ from torch import nn
 
 from . import metrics as M
 from .checkpoint import CheckpointError, check_config, read_checkpoint, save_checkpoint
+from .config import bad_value, check, option
 from .constants import COMPLETE_MODE
 from .data.schema import DataError, MultimodalDataset, presence_text
-from .errors import ConfigError, check_number, unknown_keys_message
-from .evaluate import (SplitTensors, evaluate_split, frame_rows, frames_on, pattern_table, predict,
-                       score_predictions)
+from .errors import ConfigError, closest
+from .evaluate import SplitTensors, evaluate_split, frame_rows, frames_on, pattern_table, predict, score_predictions
 from .losses import criterion_for, loss_target
-from .missing import (PROTOCOLS, MissingMasks, MissingSpec, draw_frame_masks, draw_modes, effective_modes, epoch_spec,
-                      eval_masks)
-from .models import create_model
-from .models.base import MissingModalityModel
 from .metrics_file import write_metrics
+from .missing import (
+    PROTOCOLS,
+    MissingMasks,
+    MissingSpec,
+    draw_frame_masks,
+    draw_modes,
+    effective_modes,
+    epoch_spec,
+    eval_masks,
+)
+from .models import canonical_config, create_model, model_class, validate_model_config
+from .models.base import MissingModalityModel
+from .models.mult import BACKBONE_KEYS
 from .utils import (
     atomic_write,
     provenance,
@@ -59,62 +68,58 @@ FINITE_CHECK_STEPS = 25
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved with every checkpoint and result)."""
+    """Everything that defines a training run (saved with every checkpoint and result). The reference ``main.py``'s
+    names are aliases (``num_epochs``, ``drop_rate``, ``select``, ``pretrained_model``): the docs' "Every name, one
+    vocabulary" table lists them all."""
 
-    model: str = "mplmm"
-    model_config: dict = field(default_factory=dict)
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    optim: str = "Adam"
-    clip: float = 0.8
-    when: int = 10  # ReduceLROnPlateau patience
-    lr_factor: float = 0.1
-    early_stopping: Optional[int] = None  # epochs without validation improvement
-    protocol: str = "modality"
-    train_rate: float = 0.0
-    test_rate: Optional[float] = None  # None: same as train_rate
-    seed: int = 666
-    eval_seed: int = 0  # seed of the fixed validation/test masks (shared by all methods)
-    device: str = "auto"
-    amp: bool = False  # bfloat16 autocast (CUDA only)
-    tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA
-    deterministic: bool = False  # deterministic algorithms only (errors for ops without one), deterministic cuDNN
-    pretrained: Optional[str] = None
-    select_metric: str = "loss"  # "loss" (valid loss, as the reference) or a metric name
-    progress: bool = True
-    evaluate_test: bool = True  # false (tuning): the test split is never evaluated; metrics["test"] stays empty
+    model: str = option("mplmm", "registered model name (mplmm models)")
+    model_config: dict = option(default_factory=dict, help="the model's keys, e.g. {\"d\": 30, \"layers\": 2} (its "
+                                "config class: MulTConfig, MPLMMConfig, ...)", flag=False)
+    epochs: int = option(40, "training epochs", aliases=("num_epochs",), low=1)
+    batch_size: int = option(64, "batch size", low=1)
+    lr: float = option(1e-3, "learning rate", low=0, low_open=True)
+    optim: str = option("Adam", "torch.optim optimizer class name (Adam, AdamW, SGD, ...)")
+    clip: float = option(0.8, "gradient-norm clip", low=0)
+    when: int = option(10, "ReduceLROnPlateau patience in epochs", low=0)
+    lr_factor: float = option(0.1, "ReduceLROnPlateau factor", low=0, high=1, low_open=True)
+    early_stopping: Optional[int] = option(None, "stop after this many epochs without validation improvement (None: "
+                                           "off)", low=1)
+    protocol: str = option("modality", "missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR), "
+                           "observed (no simulated drops: the data as it is)", choices=PROTOCOLS)
+    train_rate: float = option(0.0, "training missing rate: share of samples with >= 1 missing modality (0 for "
+                               "pre-training; the reference uses 0.7 for prompt tuning)", aliases=("drop_rate",),
+                               low=0, high=1)
+    test_rate: Optional[float] = option(None, "missing rate of the fixed validation/test masks (None: the same as "
+                                        "train_rate)", low=0, high=1)
+    seed: int = option(666, "training seed: weights, batches, training masks")
+    eval_seed: int = option(0, "seed of the fixed validation/test masks (shared by all methods)")
+    device: str = option("auto", "auto (CUDA if present), cpu or cuda[:N]")
+    amp: bool = option(False, "bfloat16 autocast (CUDA)")
+    tf32: bool = option(False, "TF32 for fp32 matmuls and convolutions on CUDA")
+    deterministic: bool = option(False, "deterministic algorithms only (an error for ops without one), deterministic "
+                                 "cuDNN and CUBLAS_WORKSPACE_CONFIG: a run repeats bit for bit on the same machine")
+    pretrained: Optional[str] = option(None, "best.pt of a 'mult' run: prompt-tune from it (backbone frozen; "
+                                       "projections and head re-initialised)", aliases=("pretrained_model",))
+    select_metric: str = option("loss", "selection criterion on validation: loss (as the reference) or a metric name "
+                                "such as Non0_acc_2", aliases=("select",))
+    progress: bool = option(True, "a progress bar", flag=False)
+    evaluate_test: bool = option(True, "evaluate the test split at the end (false while tuning: the test split is "
+                                 "never evaluated, metrics test stays empty)")
 
-    def validate(self) -> "TrainConfig":
-        """Check every field (one-line :class:`~mplmm.errors.ConfigError` naming it); returns ``self``."""
-        from .models import model_class, validate_model_config
+    def validate(self, where: str = "TrainConfig") -> "TrainConfig":
+        """Check every field (one-line :class:`~mplmm.errors.ConfigError` naming it, :mod:`mplmm.config`); returns
+        ``self``."""
+        return check(self, where)
 
+    def cross_check(self, where: str) -> None:
+        """The model is registered and ``model_config`` fits it; ``optim`` names an optimizer; ``device`` exists."""
         model_class(self.model)
         validate_model_config(self.model, self.model_config)
-        check_number("epochs", self.epochs, minimum=1, integer=True)
-        check_number("batch_size", self.batch_size, minimum=1, integer=True)
-        check_number("lr", self.lr, minimum=0, strict_min=True)
-        check_number("clip", self.clip, minimum=0)
-        check_number("when", self.when, minimum=0, integer=True)
-        check_number("lr_factor", self.lr_factor, minimum=0, maximum=1, strict_min=True)
-        if self.early_stopping is not None:
-            check_number("early_stopping", self.early_stopping, minimum=1, integer=True)
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol: expected one of {list(PROTOCOLS)}, got {self.protocol!r}")
-        check_number("train_rate", self.train_rate, minimum=0, maximum=1)
-        if self.test_rate is not None:
-            check_number("test_rate", self.test_rate, minimum=0, maximum=1)
-        for flag in ("amp", "tf32", "deterministic", "progress", "evaluate_test"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag}: expected true or false, got {getattr(self, flag)!r}")
-        check_number("seed", self.seed, integer=True)
-        check_number("eval_seed", self.eval_seed, integer=True)
         opt = getattr(torch.optim, str(self.optim), None)
         if not (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
-            raise ConfigError(f"optim: expected a torch.optim optimizer class name such as Adam, AdamW or SGD, "
-                              f"got {self.optim!r}")
+            raise ConfigError(bad_value(where, "optim", "a torch.optim optimizer class name such as Adam, AdamW or "
+                                        "SGD", self.optim))
         resolve_device(self.device)
-        return self
 
     def eval_spec(self) -> MissingSpec:
         rate = self.train_rate if self.test_rate is None else self.test_rate
@@ -126,14 +131,14 @@ class TrainConfig:
 
 def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalityModel, Optional[dict]]:
     """Create the model for ``ds``; with ``cfg.pretrained`` copy and freeze the pretrained MulT backbone."""
-    model_cfg = dict(cfg.model_config)
+    model_cfg = canonical_config(cfg.model, cfg.model_config)  # aliases renamed: the checkpoint's keys fill the rest
     transfer = None
     if cfg.pretrained:
         ckpt = read_checkpoint(cfg.pretrained)
         if ckpt["model_name"] != "mult":
             raise CheckpointError(f"{cfg.pretrained}: a pretrained backbone must be a 'mult' checkpoint, "
                                   f"found {ckpt['model_name']!r}")
-        for key in ("d", "num_heads", "layers"):  # the backbone's sizes come from the checkpoint
+        for key in BACKBONE_KEYS:  # the backbone's sizes come from the checkpoint
             model_cfg.setdefault(key, ckpt["model_config"][key])
     model = create_model(cfg.model, dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim, **model_cfg)
     if cfg.pretrained:
@@ -146,7 +151,7 @@ def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalit
     return model, transfer
 
 
-def check_select_metric(name: str, ds: MultimodalDataset) -> None:
+def check_select_metric(name: str, ds: MultimodalDataset, where: str = "TrainConfig") -> None:
     """``name`` must be ``loss`` or one of the metrics of ``ds``'s family."""
     if name == "loss":
         return
@@ -156,7 +161,10 @@ def check_select_metric(name: str, ds: MultimodalDataset) -> None:
         warnings.simplefilter("ignore")
         names = M.dataset_metrics(ds, dummy, y)
     if name not in names:
-        raise ConfigError("select_metric: " + unknown_keys_message("metric", [name], ["loss", *names]))
+        accepted = ["loss", *names]
+        hint = closest(name, accepted)
+        raise ConfigError(bad_value(where, "select_metric", f"one of {', '.join(accepted)}"
+                                    + (f" (did you mean '{hint}'?)" if hint else ""), name))
 
 
 @dataclass

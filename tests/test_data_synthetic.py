@@ -123,5 +123,6 @@ def test_unknown_kind_and_bad_sizes():
         make_synthetic("foo")
     with pytest.raises(DataError, match="seq_lens"):
         make_synthetic("mosi", seq_lens=(0, 3, 3))
-    with pytest.raises(ConfigError, match="unknown option .bogus.; accepted: seed, size, sizes"):
+    with pytest.raises(ConfigError,
+                       match=r"load_dataset\('synthetic-mosi'\): unknown key 'bogus'; accepted: seed, size, sizes"):
         load_dataset("synthetic-mosi", bogus=1, verbose=False)

@@ -19,11 +19,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..constants import MODALITIES
+from ..errors import ConfigError, unknown_key_message
+from .labels import check_label_range_option, describe_labels, parse_threshold
 from .readers_iemocap import is_iemocap_folder, read_iemocap_mmin
 from .readers_npz import read_npz
 from .readers_pickle import load_pickle, pickle_flavor, read_mmsa_pickle, read_mult_pickle
-from ..errors import ConfigError, unknown_keys_message
-from .labels import check_label_range_option, describe_labels, parse_threshold
 from .schema import SPLITS, DataError, MultimodalDataset
 from .synthetic import SPECS, make_default_synthetic, make_synthetic
 from .validate import fit_length
@@ -182,7 +182,7 @@ def fit_seq_lens(ds: MultimodalDataset, seq_lens: Sequence[int]) -> None:
 def _check_opts(what: str, opts: dict, allowed: Sequence[str]) -> None:
     unknown = set(opts) - set(allowed)
     if unknown:
-        raise ConfigError(f"{what}: " + unknown_keys_message("option", unknown, allowed))
+        raise ConfigError(unknown_key_message(what, unknown, allowed))
 
 
 def _synthetic(name: str, seq_lens: Optional[Sequence[int]], opts: dict) -> MultimodalDataset:

@@ -25,19 +25,26 @@ Training goes through :meth:`MissingModalityModel.compute_loss`, which models wi
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+
+from ..config import bad_value, check, to_dict
+from ..errors import ConfigError
 
 #: registered name → model class (filled by :func:`register`; :mod:`mplmm.models.registry` imports every model module)
 REGISTRY: dict[str, type["MissingModalityModel"]] = {}
 
 
 def register(name: str) -> Callable[[type], type]:
-    """Class decorator adding a model to the registry under ``name``."""
+    """Class decorator adding a model to the registry under ``name``; the class names its typed config
+    (``config_class``)."""
 
     def deco(cls: type) -> type:
+        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
+            raise TypeError(f"model {name!r}: config_class must be a dataclass of its keys (see mplmm.config)")
         if name in REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         cls.registry_name = name
@@ -65,14 +72,24 @@ class MissingModalityModel(nn.Module):
     #: accepts inputs of exactly those lengths; padding is then handled through ``lengths`` alone.
     fixed_seq_lens: bool = False
 
-    @classmethod
-    def extra_config_defaults(cls) -> dict[str, Any]:
-        """Keys accepted through ``**cfg`` beyond the signature (e.g. the MulT backbone's), with defaults."""
-        return {}
+    #: the model's typed config (a dataclass of :mod:`mplmm.config` options): every key the model takes besides the
+    #: data keys ``dims``, ``seq_lens``, ``output_dim``
+    config_class: type = type(None)
 
     def __init__(self, **config) -> None:
         super().__init__()
         self.config: dict = dict(config)
+
+    @classmethod
+    def checked_config(cls, config: Any = None) -> Any:
+        """``config`` (default: the config class's defaults) after checking it (:func:`mplmm.config.check`)."""
+        return check(cls.config_class() if config is None else config, f"model {cls.registry_name!r}")
+
+    def store_config(self, dims, seq_lens, output_dim: int, config: Any, **overrides: Any) -> None:
+        """``self.config``, what checkpoints store: the data keys, then every key of ``config`` (``overrides``:
+        values the model resolved, e.g. a default computed from the data)."""
+        self.config = {"dims": list(dims), "seq_lens": list(seq_lens), "output_dim": output_dim, **to_dict(config),
+                       **overrides}
 
     def train(self, mode: bool = True) -> "MissingModalityModel":
         """Set training mode; submodules whose parameters are ALL frozen stay in inference mode (no dropout inside
@@ -123,3 +140,9 @@ class MissingModalityModel(nn.Module):
     def trainable_parameters(self) -> list[tuple[str, int]]:
         """Names and sizes of the parameters that train."""
         return [(n, p.numel()) for n, p in self.named_parameters() if p.requires_grad]
+
+
+def check_heads(where: str, d: int, num_heads: int) -> None:
+    """A one-line :class:`~mplmm.errors.ConfigError` unless ``num_heads`` divides the width ``d``."""
+    if d % num_heads:
+        raise ConfigError(bad_value(where, "num_heads", f"a divisor of d={d}", num_heads))

@@ -17,15 +17,18 @@ reaches the prototype map (flag ``modulate_grads``); stages switch by a step cou
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..constants import LETTERS
-from .base import MissingModalityModel, register
+from .base import MissingModalityModel, check_heads, register
 from .lengths import clamp_lengths
+from .mult import DROPOUT
 from .peer_layers import Attention, Mlp, is_classification, keep_masks, zero_fill
 
 OTHERS = ((1, 2), (0, 2), (0, 1))  # the two other modalities of l, a, v
@@ -108,42 +111,65 @@ class PromptFormer(nn.Module):
         return prompt, prototypes
 
 
+@dataclass
+class ComPConfig:
+    """ComP's keys (the module docstring)."""
+
+    d: int = option(32, "hidden width", aliases=("hidden",), low=1)
+    depth: int = option(4, "encoder layers, split over the two modality blocks", low=1)
+    num_heads: int = option(2, "attention heads (a divisor of d)", aliases=("heads",), low=1)
+    mlp_ratio: float = option(1.0, "MLP width, in multiples of d", low=0)
+    drop_rate: float = option(0.1, "dropout (inputs, MLPs, prompt-formers, head)", **DROPOUT)
+    attn_drop_rate: float = option(0.0, "attention dropout", **DROPOUT)
+    prompt_dim: int = option(16, "width of the prototype prompts", low=1)
+    n_proto: int = option(10, "prototypes per prompt-former", low=1)
+    lbd: float = option(0.3, "lambda: share of the propagated prompts in the second prompt-former's mix", low=0)
+    seq_len: Optional[int] = option(None, "segments per sequence (None: the shortest sequence length, at most 32)",
+                                    low=1)
+    stage1_steps: int = option(0, "training steps of stage 1 before stage 2", low=0)
+    modulate_grads: bool = option(False, "the dynamic gradient modulator on the prototype map")
+    batch_prototypes: bool = option(False, "share all the batch's prototypes across samples (the released code)")
+
+    def cross_check(self, where: str) -> None:
+        """``num_heads`` divides ``d``."""
+        check_heads(where, self.d, self.num_heads)
+
+
 @register("comp")
 class ComP(MissingModalityModel):
     """ComP-frame: progressive prompts, cross-modal propagation, coordinator; two loss stages."""
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, hidden: int = 32, depth: int = 4, heads: int = 2,
-                 mlp_ratio: float = 1.0, drop_rate: float = 0.1, attn_drop_rate: float = 0.0, prompt_dim: int = 16,
-                 n_proto: int = 10, lbd: float = 0.3, seq_len: Optional[int] = None, stage1_steps: int = 0,
-                 modulate_grads: bool = False, batch_prototypes: bool = False) -> None:
-        seq_len = int(seq_len) if seq_len else max(1, min(min(seq_lens), 32))
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim, hidden=hidden,
-                         depth=depth, heads=heads, mlp_ratio=mlp_ratio, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate, prompt_dim=prompt_dim, n_proto=n_proto, lbd=lbd,
-                         seq_len=seq_len, stage1_steps=stage1_steps, modulate_grads=modulate_grads,
-                         batch_prototypes=batch_prototypes)
-        self.seq_len, self.lbd, self.prompt_dim = seq_len, lbd, prompt_dim
-        self.stage1_steps, self.modulate_grads, self.batch_prototypes = stage1_steps, modulate_grads, batch_prototypes
+    config_class = ComPConfig
+
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[ComPConfig] = None) -> None:
+        super().__init__()
+        cfg = self.checked_config(config)
+        seq_len = int(cfg.seq_len) if cfg.seq_len else max(1, min(min(seq_lens), 32))
+        self.store_config(dims, seq_lens, output_dim, cfg, seq_len=seq_len)
+        self.seq_len, self.lbd, self.prompt_dim = seq_len, cfg.lbd, cfg.prompt_dim
+        self.stage1_steps, self.modulate_grads, self.batch_prototypes = (cfg.stage1_steps, cfg.modulate_grads,
+                                                                         cfg.batch_prototypes)
         self.classification = is_classification(output_dim)
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
         for i, t in enumerate(seq_lens):
             self.register_buffer(f"seg{i}", segment_matrix(t, seq_len), persistent=False)
-        h, p = hidden, prompt_dim
+        h, p, drop, ratio = cfg.d, cfg.prompt_dim, cfg.drop_rate, cfg.mlp_ratio
         self.in_proj = nn.ModuleList(nn.Linear(d, h) for d in dims)
-        self.in_drop = nn.Dropout(drop_rate)
-        self.shared_enc, self.private_enc = (nn.ModuleList(Mlp(h, h, h, drop_rate) for _ in range(3)) for _ in range(2))
-        self.dec = nn.ModuleList(Mlp(2 * h, h, h, drop_rate) for _ in range(3))
-        self.block1 = ModalityBlock(h, heads, max(1, depth // 2), mlp_ratio, drop_rate, attn_drop_rate)
-        self.block2 = ModalityBlock(h, heads, max(1, depth // 2), mlp_ratio, drop_rate, attn_drop_rate)
-        self.pf1 = nn.ModuleList(PromptFormer(seq_len, n_proto, h, p, drop_rate, True) for _ in range(3))
-        self.pf2 = nn.ModuleList(PromptFormer(seq_len, n_proto, h, p, drop_rate, False) for _ in range(3))
+        self.in_drop = nn.Dropout(drop)
+        self.shared_enc, self.private_enc = (nn.ModuleList(Mlp(h, h, h, drop) for _ in range(3)) for _ in range(2))
+        self.dec = nn.ModuleList(Mlp(2 * h, h, h, drop) for _ in range(3))
+        half = max(1, cfg.depth // 2)
+        self.block1 = ModalityBlock(h, cfg.num_heads, half, ratio, drop, cfg.attn_drop_rate)
+        self.block2 = ModalityBlock(h, cfg.num_heads, half, ratio, drop, cfg.attn_drop_rate)
+        self.pf1 = nn.ModuleList(PromptFormer(seq_len, cfg.n_proto, h, p, drop, True) for _ in range(3))
+        self.pf2 = nn.ModuleList(PromptFormer(seq_len, cfg.n_proto, h, p, drop, False) for _ in range(3))
         self.prop1, self.prop2 = (nn.ModuleList(nn.Linear(h + 2 * p, h) for _ in range(3)) for _ in range(2))
-        self.rev1 = nn.ModuleList(Mlp(h, h, h + 2 * p, drop_rate) for _ in range(3))
+        self.rev1 = nn.ModuleList(Mlp(h, h, h + 2 * p, drop) for _ in range(3))
         self.heads = nn.ModuleList(nn.Linear(h, output_dim) for _ in range(3))
-        self.router = Mlp(3 * h, max(1, int(h * mlp_ratio)), 3, drop_rate)
+        self.router = Mlp(3 * h, max(1, int(h * ratio)), 3, drop)
         self.proj1 = nn.Linear(3 * h, 3 * h)
         self.fused_head = nn.Linear(3 * h, output_dim)
-        self.out_drop = nn.Dropout(drop_rate)
+        self.out_drop = nn.Dropout(drop)
 
     # ------------------------------------------------------------------ encoding
     @property

@@ -20,16 +20,18 @@ the memory transformers' final LayerNorms and the output layer train.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ..config import option
 from ..constants import LETTERS, MEMORY, N_MODES
 from ..missing import apply_missing_torch
 from .base import MissingModalityModel, register
 from .lengths import effective_lengths, gather_steps, step_valid, with_fallback, zero_padding
-from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, transfer_backbone
+from .mult import MulTBackbone, MulTConfig, transfer_backbone
 from .peer_layers import present_flags
 from .transformer import length_mask
 
@@ -41,32 +43,35 @@ def _generator(d_in: int, hidden: int, d_out: int, norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
 
 
+@dataclass
+class DCPConfig(MulTConfig):
+    """DCP's keys: the MulT backbone's and the prompts' (the module docstring)."""
+
+    n_prompt: int = option(4, "prompt tokens of each type (correlated, common, dynamic) per missing case", low=1)
+    prompt_depth: int = option(6, "memory layers that get correlated prompts (at most their depth)", low=1)
+    reduction: int = option(16, "hidden-width reduction of the prompt generators and projections", low=1)
+    learn_dynamic_queries: bool = option(True, "the dynamic prompts' queries learn (false: fixed, as the released "
+                                         "code's unregistered tensors)")
+    zero_missing_readout: bool = option(True, "zero a missing modality's branch readout before the head")
+
+
 @register("dcp")
 class DCP(MissingModalityModel):
     """Deep correlated prompts (correlated, dynamic, modal-common) in the frozen MulT memory transformers."""
 
-    @classmethod
-    def extra_config_defaults(cls) -> dict:
-        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
-        return dict(BACKBONE_DEFAULTS)
-
+    config_class = DCPConfig
     uses_pretrained_backbone = True
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, n_prompt: int = 4, prompt_depth: int = 6,
-                 reduction: int = 16, learn_dynamic_queries: bool = True, zero_missing_readout: bool = True,
-                 **cfg) -> None:
-        unknown = set(cfg) - set(BACKBONE_DEFAULTS)
-        if unknown:
-            raise TypeError(f"dcp: unknown arguments {sorted(unknown)}")
-        bb = backbone_config(cfg)
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim, **bb, n_prompt=n_prompt,
-                         prompt_depth=prompt_depth, reduction=reduction,
-                         learn_dynamic_queries=learn_dynamic_queries, zero_missing_readout=zero_missing_readout)
-        self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
-        self.n, self.zero_missing_readout = n_prompt, zero_missing_readout
-        w = 2 * bb["d"]
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[DCPConfig] = None) -> None:
+        super().__init__()
+        cfg = self.checked_config(config)
+        self.store_config(dims, seq_lens, output_dim, cfg)
+        n_prompt, reduction = cfg.n_prompt, cfg.reduction
+        self.backbone = MulTBackbone(tuple(dims), output_dim, cfg)
+        self.n, self.zero_missing_readout = n_prompt, cfg.zero_missing_readout
+        w = 2 * cfg.d
         mem_layers = len(self.backbone.trans_l_mem.layers)
-        self.depth = max(1, min(prompt_depth, mem_layers))
+        self.depth = max(1, min(cfg.prompt_depth, mem_layers))
         hid_corr, hid_common = max(8, 3 * w // reduction), max(8, w // reduction)
         self.corr_init = nn.Parameter(torch.randn(N_CASES, 3, n_prompt, w) * 0.02)
         self.corr_gen = nn.ModuleList(
@@ -74,7 +79,7 @@ class DCP(MissingModalityModel):
         self.common = nn.Parameter(torch.randn(N_CASES, n_prompt, w) * 0.02)
         self.common_proj = nn.ModuleList(_generator(w, hid_common, w, False) for _ in range(3))
         queries = torch.randn(N_CASES, 3, n_prompt, w) * 0.02
-        if learn_dynamic_queries:
+        if cfg.learn_dynamic_queries:
             self.dyn_queries = nn.Parameter(queries)
         else:  # fixed but saved: the released code's unregistered tensors, made reproducible
             self.register_buffer("dyn_queries", queries)

@@ -19,15 +19,18 @@ and dropped in the incomplete view.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..constants import COMPLETE_MODE
-from .base import MissingModalityModel, register
+from .base import MissingModalityModel, check_heads, register
 from .lengths import gather_steps, last_valid_index, with_fallback
+from .mult import DROPOUT
 from .peer_layers import Attention, keep_masks, position_rows, sinusoid_table, zero_fill
 
 
@@ -97,35 +100,58 @@ class SimSiamHead(nn.Module):
         return -0.5 * (F.cosine_similarity(p_m, z_c, dim=-1).mean() + F.cosine_similarity(p_c, z_m, dim=-1).mean())
 
 
+@dataclass
+class EMTDLFRConfig:
+    """EMT-DLFR's keys (the module docstring)."""
+
+    d: int = option(32, "width of the efficient multimodal transformer", aliases=("d_model",), low=1)
+    num_heads: int = option(4, "attention heads (a divisor of d)", aliases=("heads",), low=1)
+    depth: int = option(2, "mutual-promotion layers", low=1)
+    ff_mult: int = option(4, "GEGLU feed-forward width, in multiples of d", low=1)
+    subnet_hidden: list[int] = option(default_factory=lambda: [64, 32, 64], help="LSTM width of the text, audio and "
+                                      "vision subnets", length=3, low=1)
+    subnet_out: list[int] = option(default_factory=lambda: [64, 16, 32], help="output width of the text, audio and "
+                                   "vision subnets", length=3, low=1)
+    subnet_dropout: float = option(0.1, "dropout on the subnets' utterance states", **DROPOUT)
+    attn_dropout: float = option(0.1, "attention dropout", **DROPOUT)
+    ff_dropout: float = option(0.1, "feed-forward dropout", **DROPOUT)
+    post_fusion_dim: int = option(64, "width of the fused head", low=1)
+    post_fusion_dropout: float = option(0.1, "dropout before the fused head", **DROPOUT)
+    w_attra: float = option(1.0, "weight of the high-level attraction (SimSiam) loss and the complete view's task "
+                            "loss", low=0)
+    w_recon: float = option(1.0, "weight of the low-level reconstruction loss", low=0)
+    gmc_pred_hidden: int = option(32, "hidden width of the global context's SimSiam predictor", low=1)
+
+    def cross_check(self, where: str) -> None:
+        """``num_heads`` divides ``d``."""
+        check_heads(where, self.d, self.num_heads)
+
+
 @register("emt_dlfr")
 class EMTDLFR(MissingModalityModel):
     """EMT-DLFR (frozen-text port). ``forward`` uses the incomplete view only."""
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, d_model: int = 32, heads: int = 4, depth: int = 2,
-                 ff_mult: int = 4, subnet_hidden=(64, 32, 64), subnet_out=(64, 16, 32), subnet_dropout: float = 0.1,
-                 attn_dropout: float = 0.1, ff_dropout: float = 0.1, post_fusion_dim: int = 64,
-                 post_fusion_dropout: float = 0.1, w_attra: float = 1.0, w_recon: float = 1.0,
-                 gmc_pred_hidden: int = 32) -> None:
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim, d_model=d_model,
-                         heads=heads, depth=depth, ff_mult=ff_mult, subnet_hidden=list(subnet_hidden),
-                         subnet_out=list(subnet_out), subnet_dropout=subnet_dropout, attn_dropout=attn_dropout,
-                         ff_dropout=ff_dropout, post_fusion_dim=post_fusion_dim,
-                         post_fusion_dropout=post_fusion_dropout, w_attra=w_attra, w_recon=w_recon,
-                         gmc_pred_hidden=gmc_pred_hidden)
-        self.depth, self.w_attra, self.w_recon = depth, w_attra, w_recon
-        self.subnets = nn.ModuleList(SubNet(d, h, o, subnet_dropout)
-                                     for d, h, o in zip(dims, subnet_hidden, subnet_out))
-        self.proj = nn.ModuleList(nn.Linear(o, d_model, bias=False) for o in subnet_out)
-        self.register_buffer("pos", sinusoid_table(max(seq_lens), d_model), persistent=False)
-        self.mpu = MPU(d_model, heads, attn_dropout, ff_dropout, ff_mult)  # shared: directions, modalities, layers
-        self.pool = nn.Sequential(nn.Linear(3 * d_model, 3 * d_model), nn.Tanh(), nn.Linear(3 * d_model, 1))
-        fused = sum(subnet_out) + 3 * d_model
-        self.head = nn.Sequential(nn.Dropout(post_fusion_dropout), nn.Linear(fused, post_fusion_dim), nn.ReLU(),
-                                  nn.Linear(post_fusion_dim, post_fusion_dim), nn.ReLU(),
-                                  nn.Linear(post_fusion_dim, output_dim))
-        self.recon = nn.ModuleList(nn.Linear(d_model, d) for d in dims)
-        self.attract = nn.ModuleList([SimSiamHead(3 * d_model, gmc_pred_hidden)]
-                                     + [SimSiamHead(o, max(4, o // 2)) for o in subnet_out])
+    config_class = EMTDLFRConfig
+
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[EMTDLFRConfig] = None) -> None:
+        super().__init__()
+        cfg = self.checked_config(config)
+        self.store_config(dims, seq_lens, output_dim, cfg)
+        width, outs = cfg.d, cfg.subnet_out
+        self.depth, self.w_attra, self.w_recon = cfg.depth, cfg.w_attra, cfg.w_recon
+        self.subnets = nn.ModuleList(SubNet(d, h, o, cfg.subnet_dropout)
+                                     for d, h, o in zip(dims, cfg.subnet_hidden, outs))
+        self.proj = nn.ModuleList(nn.Linear(o, width, bias=False) for o in outs)
+        self.register_buffer("pos", sinusoid_table(max(seq_lens), width), persistent=False)
+        # one mutual-promotion unit, shared by directions, modalities and layers
+        self.mpu = MPU(width, cfg.num_heads, cfg.attn_dropout, cfg.ff_dropout, cfg.ff_mult)
+        self.pool = nn.Sequential(nn.Linear(3 * width, 3 * width), nn.Tanh(), nn.Linear(3 * width, 1))
+        fused, hidden = sum(outs) + 3 * width, cfg.post_fusion_dim
+        self.head = nn.Sequential(nn.Dropout(cfg.post_fusion_dropout), nn.Linear(fused, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, output_dim))
+        self.recon = nn.ModuleList(nn.Linear(width, d) for d in dims)
+        self.attract = nn.ModuleList([SimSiamHead(3 * width, cfg.gmc_pred_hidden)]
+                                     + [SimSiamHead(o, max(4, o // 2)) for o in outs])
 
     def forward_once(self, feats: list[torch.Tensor], valid: Optional[list[torch.Tensor]] = None) -> dict:
         """One view through subnets, EMT and head: ``pred``, ``utt`` (3), ``gmc`` (B, 3D), ``local`` (3).

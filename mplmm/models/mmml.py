@@ -14,14 +14,17 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ..config import bad_value, option
 from ..constants import MODALITIES
 from ..errors import ConfigError
-from .base import MissingModalityModel, register
+from .base import MissingModalityModel, check_heads, register
+from .mult import DROPOUT
 from .peer_layers import Attention, PostLNBlock, keep_masks, masked_mean, position_rows, sinusoid_table, zero_fill
 
 
@@ -44,35 +47,52 @@ class CMELayer(nn.Module):
         return [blk(x, k) for blk, x, k in zip(self.self_blocks, crossed, keeps)]
 
 
+@dataclass
+class MMMLConfig:
+    """MMML's keys (the module docstring)."""
+
+    modalities: list[str] = option(default_factory=lambda: ["text", "audio"], help="the 2 or 3 distinct streams "
+                                   "fused (MMML-feat: text and audio; MMML-3m: all three)", choices=MODALITIES)
+    d: int = option(32, "width of every stream", low=1)
+    num_heads: int = option(4, "attention heads (a divisor of d)", aliases=("heads",), low=1)
+    enc_layers: int = option(1, "self-attention layers of each feature network", low=1)
+    cme_layers: int = option(2, "cross-modal encoder (CME) layers", low=1)
+    dropout: float = option(0.1, "dropout in the feature networks and the CME", **DROPOUT)
+    head_dropout: float = option(0.3, "dropout before the fused and unimodal heads", **DROPOUT)
+    w_unimodal: float = option(1.0, "weight of each unimodal loss", low=0)
+
+    def cross_check(self, where: str) -> None:
+        """2 or 3 distinct modalities; ``num_heads`` divides ``d``."""
+        if len(self.modalities) < 2 or len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(bad_value(where, "modalities", f"2 or 3 distinct names from {', '.join(MODALITIES)}",
+                                        self.modalities))
+        check_heads(where, self.d, self.num_heads)
+
+
 @register("mmml")
 class MMML(MissingModalityModel):
     """MMML-feat: CME fusion with CLS tokens and fused + unimodal losses."""
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, modalities=("text", "audio"), d: int = 32,
-                 heads: int = 4, enc_layers: int = 1, cme_layers: int = 2, dropout: float = 0.1,
-                 head_dropout: float = 0.3, w_unimodal: float = 1.0) -> None:
-        modalities = tuple(modalities)
-        bad = any(m not in MODALITIES for m in modalities) or len(set(modalities)) != len(modalities)
-        if len(modalities) < 2 or bad:
-            raise ConfigError(f"model key 'modalities': expected 2 or 3 distinct names from {MODALITIES}, "
-                              f"got {modalities}")
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
-                         modalities=list(modalities), d=d, heads=heads, enc_layers=enc_layers,
-                         cme_layers=cme_layers, dropout=dropout, head_dropout=head_dropout, w_unimodal=w_unimodal)
-        self.modalities = modalities
+    config_class = MMMLConfig
+
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MMMLConfig] = None) -> None:
+        super().__init__()
+        cfg = self.checked_config(config)
+        self.store_config(dims, seq_lens, output_dim, cfg)
+        self.modalities = modalities = tuple(cfg.modalities)
         self.idx = [MODALITIES.index(m) for m in modalities]
-        self.w_unimodal = w_unimodal
-        n = len(modalities)
+        self.w_unimodal = cfg.w_unimodal
+        n, d, heads, dropout = len(modalities), cfg.d, cfg.num_heads, cfg.dropout
         self.proj = nn.ModuleList(nn.Linear(dims[i], d) for i in self.idx)
         self.register_buffer("pos", sinusoid_table(max(seq_lens), d), persistent=False)
         self.enc_cls = nn.Parameter(torch.randn(n, d) * 0.02)
         self.fusion_cls = nn.Parameter(torch.randn(n, d) * 0.02)
         self.encoders = nn.ModuleList(
-            nn.ModuleList(PostLNBlock(d, heads, dropout) for _ in range(enc_layers)) for _ in range(n))
-        self.cme = nn.ModuleList(CMELayer(n, d, heads, dropout) for _ in range(cme_layers))
-        self.uni_heads = nn.ModuleList(nn.Sequential(nn.Dropout(head_dropout), nn.Linear(d, output_dim))
+            nn.ModuleList(PostLNBlock(d, heads, dropout) for _ in range(cfg.enc_layers)) for _ in range(n))
+        self.cme = nn.ModuleList(CMELayer(n, d, heads, dropout) for _ in range(cfg.cme_layers))
+        self.uni_heads = nn.ModuleList(nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(d, output_dim))
                                        for _ in range(n))
-        self.fused_head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n * d, d), nn.ReLU(),
+        self.fused_head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(n * d, d), nn.ReLU(),
                                         nn.Linear(d, d), nn.ReLU(), nn.Linear(d, output_dim))
 
     def _parts(self, text, audio, vision, modes, frame_masks, lengths=None):

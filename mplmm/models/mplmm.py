@@ -39,17 +39,19 @@ Ablation switches (the paper's ablations; all true = the full model):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..constants import LETTERS, MODALITIES, MODE_PRESENT, N_MODES, PRESENT_ROWS
 from ..errors import ConfigError
 from .base import MissingModalityModel, register
 from .lengths import clamp_lengths, effective_lengths, valid_masks, zero_fill
-from .mult import BACKBONE_DEFAULTS, MulTBackbone, backbone_config, conv1x1_time_last, transfer_backbone
+from .mult import MulTBackbone, MulTConfig, conv1x1_time_last, transfer_backbone
 
 MODS = LETTERS
 #: for each target modality, the available-source combinations used by the fusers, in the reference's order
@@ -98,40 +100,45 @@ class MLPLayer(nn.Module):
         return F.gelu(conv1x1_time_last(self.conv, x))
 
 
+@dataclass
+class MPLMMConfig(MulTConfig):
+    """MPLMM's keys: the MulT backbone's, the prompts and the ablation switches (the module docstring)."""
+
+    prompt_length: int = option(16, "P: generative and missing-type prompt tokens", low=1)
+    prompt_init: str = option("lora", "prompt initialisation: lora (missing-type prompts learn) or zeros (the "
+                              "released code: missing-type prompts stay zero)", choices=("lora", "zeros"))
+    gen_projection: str = option("conv", "generated modalities through a learnable Conv1d as in the paper figure "
+                                 "(conv) or bypassing it as the released code (bypass)", choices=("conv", "bypass"))
+    frozen_dropout: bool = option(False, "keep dropout active inside the frozen backbone (as the reference)",
+                                  flag=False)
+    generative_prompts: bool = option(True, "ablation switch: the generative prompts GP_t", flag=False)
+    signal_prompts: bool = option(True, "ablation switch: the missing-signal / non-missing-signal prompts added to "
+                                  "the inputs", flag=False)
+    type_prompts: bool = option(True, "ablation switch: the missing-type prompts appended to the memory "
+                                "transformers", flag=False)
+
+
 @register("mplmm")
 class MPLMM(MissingModalityModel):
     """MPLMM prompt model; ``load_pretrained_backbone`` copies and freezes a ``mult`` checkpoint."""
 
     inputs_only_through_projections = True
     fixed_seq_lens = True  # fusers and prompts are sized by the configured sequence lengths
-
-    @classmethod
-    def extra_config_defaults(cls) -> dict:
-        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
-        return dict(BACKBONE_DEFAULTS)
-
+    config_class = MPLMMConfig
     uses_pretrained_backbone = True
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, prompt_length: int = 16,
-                 prompt_init: str = "lora", gen_projection: str = "conv", frozen_dropout: bool = False,
-                 generative_prompts: bool = True, signal_prompts: bool = True, type_prompts: bool = True,
-                 **cfg) -> None:
-        bb = backbone_config(cfg)
-        if prompt_init not in ("lora", "zeros"):
-            raise ConfigError(f"model key 'prompt_init': expected 'lora' or 'zeros', got {prompt_init!r}")
-        if gen_projection not in ("conv", "bypass"):
-            raise ConfigError(f"model key 'gen_projection': expected 'conv' or 'bypass', got {gen_projection!r}")
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim,
-                         prompt_length=prompt_length, prompt_init=prompt_init, gen_projection=gen_projection,
-                         frozen_dropout=frozen_dropout, generative_prompts=generative_prompts,
-                         signal_prompts=signal_prompts, type_prompts=type_prompts, **bb)
-        d, P = bb["d"], prompt_length
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MPLMMConfig] = None) -> None:
+        super().__init__()
+        cfg = self.checked_config(config)
+        self.store_config(dims, seq_lens, output_dim, cfg)
+        generative_prompts, signal_prompts, type_prompts = cfg.generative_prompts, cfg.signal_prompts, cfg.type_prompts
+        d, P = cfg.d, cfg.prompt_length
         self.d, self.P = d, P
         self.use_gen, self.use_signal, self.use_type = generative_prompts, signal_prompts, type_prompts
         gen_len = P if generative_prompts else 0  # generative prompt tokens ahead of the sources in a fuser
         self.seq = dict(zip(MODS, (int(t) for t in seq_lens)))
         dim = dict(zip(MODS, (int(x) for x in dims)))
-        self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
+        self.backbone = MulTBackbone(tuple(dims), output_dim, cfg)
         # generative prompts (3, d, P), mappers and fusers
         if generative_prompts:
             self.generative_prompt = nn.Parameter(torch.zeros(3, d, P))
@@ -140,7 +147,7 @@ class MPLMM(MissingModalityModel):
         for t, combos in FUSER_SOURCES.items():
             for src in combos:
                 self.fusers[f"{t}_{src}p"] = MLPLayer(gen_len + sum(self.seq[s] for s in src), self.seq[t])
-        if gen_projection == "conv":
+        if cfg.gen_projection == "conv":
             self.gen_proj = nn.ModuleDict({m: nn.Conv1d(d, d, kernel_size=1, bias=False) for m in MODS})
         # missing-signal / non-missing-signal prompts (d, L_x), missing-type prompts and M_P factors
         if signal_prompts or type_prompts:
@@ -149,7 +156,7 @@ class MPLMM(MissingModalityModel):
         if type_prompts:
             self.missing_type_prompt = nn.Parameter(torch.zeros(3, P, d))
             self.m = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.seq[m], 2 * d)) for m in MODS})
-        if prompt_init == "lora":
+        if cfg.prompt_init == "lora":
             with torch.no_grad():
                 for m in MODS if (signal_prompts or type_prompts) else ():
                     self.prompt_m[m].normal_(0, 0.02)

@@ -10,15 +10,16 @@ it ignores ``modes``; use ``mult_zero`` for a baseline under missingness).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
 from ..constants import CROSSMODAL, LETTERS, MEMORY
-from ..errors import ConfigError
-from .base import MissingModalityModel, register
+from .base import MissingModalityModel, check_heads, register
 from .lengths import clamp_lengths, gather_steps, last_valid_index, step_valid, valid_masks, zero_padding
 from .transformer import TransformerEncoder
 
@@ -26,8 +27,35 @@ from .transformer import TransformerEncoder
 TRANSFER_EXCLUDE: tuple[str, ...] = tuple(f"backbone.{k}" for k in (
     "proj_l.weight", "proj_a.weight", "proj_v.weight", "out_layer.weight", "out_layer.bias"))
 
-BACKBONE_DEFAULTS = dict(d=30, num_heads=5, layers=5, attn_dropout=0.1, attn_dropout_a=0.1, attn_dropout_v=0.1,
-                         relu_dropout=0.1, res_dropout=0.1, embed_dropout=0.25, out_dropout=0.1, attn_mask=True)
+#: dropout rates: [0, 1)
+DROPOUT = dict(low=0.0, high=1.0, high_open=True)
+
+
+@dataclass
+class MulTConfig:
+    """The MulT backbone's keys: the config of ``mult``, ``mult_zero`` and ``mult_dropout``, and the base of
+    :class:`~mplmm.models.mplmm.MPLMMConfig` and :class:`~mplmm.models.dcp.DCPConfig`."""
+
+    d: int = option(30, "transformer width: the projections' output (the memory transformers have 2d)",
+                    aliases=("proj_dim", "prompt_dim"), low=1)
+    num_heads: int = option(5, "attention heads of every transformer (a divisor of d)", low=1)
+    layers: int = option(5, "layers of each crossmodal transformer (the memory transformers have max(layers, 3))",
+                         aliases=("nlevels",), low=1)
+    attn_dropout: float = option(0.1, "attention dropout where text is the source, and in the memory transformers",
+                                 **DROPOUT)
+    attn_dropout_a: float = option(0.1, "attention dropout where audio is the source", **DROPOUT)
+    attn_dropout_v: float = option(0.1, "attention dropout where vision is the source", **DROPOUT)
+    relu_dropout: float = option(0.1, "feed-forward dropout", **DROPOUT)
+    res_dropout: float = option(0.1, "residual dropout", **DROPOUT)
+    embed_dropout: float = option(0.25, "embedding dropout (the text input; every transformer's input)", **DROPOUT)
+    out_dropout: float = option(0.1, "dropout in the residual output head", **DROPOUT)
+    attn_mask: bool = option(True, "MulT's offset causal attention mask")
+
+    def cross_check(self, where: str) -> None:
+        """``num_heads`` divides ``d`` (and so ``2d``, the memory transformers' width)."""
+        check_heads(where, self.d, self.num_heads)
+
+
 #: config keys that must agree between a pretrained backbone and the model it is transferred into
 BACKBONE_KEYS = ("d", "num_heads", "layers")
 
@@ -35,29 +63,24 @@ BACKBONE_KEYS = ("d", "num_heads", "layers")
 class MulTBackbone(nn.Module):
     """Projections, crossmodal and memory transformers and the residual head (shared by mult, mplmm, dcp, ...)."""
 
-    def __init__(self, dims: tuple[int, int, int], output_dim: int, d: int = 30, num_heads: int = 5,
-                 layers: int = 5, attn_dropout: float = 0.1, attn_dropout_a: float = 0.1,
-                 attn_dropout_v: float = 0.1, relu_dropout: float = 0.1, res_dropout: float = 0.1,
-                 embed_dropout: float = 0.25, out_dropout: float = 0.1, attn_mask: bool = True) -> None:
+    def __init__(self, dims: tuple[int, int, int], output_dim: int, cfg: MulTConfig) -> None:
         super().__init__()
-        if d % num_heads or (2 * d) % num_heads:
-            raise ConfigError(f"model key 'num_heads': d={d} and 2d={2 * d} must both be divisible by "
-                              f"num_heads={num_heads}")
-        self.d, self.embed_dropout, self.out_dropout = d, embed_dropout, out_dropout
+        d = cfg.d
+        self.d, self.embed_dropout, self.out_dropout = d, cfg.embed_dropout, cfg.out_dropout
         d_l, d_a, d_v = dims
         self.proj_l = nn.Conv1d(d_l, d, kernel_size=1, bias=False)
         self.proj_a = nn.Conv1d(d_a, d, kernel_size=1, bias=False)
         self.proj_v = nn.Conv1d(d_v, d, kernel_size=1, bias=False)
         # attention dropout is chosen by the SOURCE modality (docs/models.md, the MulT backbone, item 2)
-        src_dropout = {"l": attn_dropout, "a": attn_dropout_a, "v": attn_dropout_v}
-        common = dict(num_heads=num_heads, layers=layers, relu_dropout=relu_dropout, res_dropout=res_dropout,
-                      embed_dropout=embed_dropout, attn_mask=attn_mask)
+        src_dropout = {"l": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}
+        common = dict(num_heads=cfg.num_heads, layers=cfg.layers, relu_dropout=cfg.relu_dropout,
+                      res_dropout=cfg.res_dropout, embed_dropout=cfg.embed_dropout, attn_mask=cfg.attn_mask)
         for name, _tgt, src in CROSSMODAL:
             self.add_module(name, TransformerEncoder(d, attn_dropout=src_dropout[src], **common))
         for name, _branch in MEMORY:
             # MulT asks for 3 layers but max(layers, 3) is used: the memory depth equals ``layers`` when >= 3
-            mem = dict(common, layers=max(layers, 3))
-            self.add_module(name, TransformerEncoder(2 * d, attn_dropout=attn_dropout, **mem))
+            mem = dict(common, layers=max(cfg.layers, 3))
+            self.add_module(name, TransformerEncoder(2 * d, attn_dropout=cfg.attn_dropout, **mem))
         combined = 6 * d
         self.proj1 = nn.Linear(combined, combined)
         self.proj2 = nn.Linear(combined, combined)
@@ -128,11 +151,6 @@ def conv1x1_time_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, conv.weight.squeeze(-1), conv.bias)
 
 
-def backbone_config(cfg: dict) -> dict:
-    """The MulT backbone keyword arguments found in ``cfg`` (defaults filled in)."""
-    return {k: cfg.get(k, v) for k, v in BACKBONE_DEFAULTS.items()}
-
-
 def transfer_backbone(model: nn.Module, state_dict: dict, pretrained_config: dict,
                       exclude: tuple[str, ...] = TRANSFER_EXCLUDE, freeze: bool = True) -> dict:
     """Copy a pretrained MulT state dict into ``model`` (keys present in both, minus ``exclude``) and freeze them.
@@ -171,15 +189,13 @@ class MulT(MissingModalityModel):
     reads_modes = False
     inputs_only_through_projections = True
 
-    @classmethod
-    def extra_config_defaults(cls) -> dict:
-        """The MulT backbone keys (``d``, ``num_heads``, ``layers``, dropouts, ``attn_mask``)."""
-        return dict(BACKBONE_DEFAULTS)
+    config_class = MulTConfig
 
-    def __init__(self, dims, seq_lens, output_dim: int = 1, **cfg) -> None:
-        bb = backbone_config(cfg)
-        super().__init__(dims=list(dims), seq_lens=list(seq_lens), output_dim=output_dim, **bb)
-        self.backbone = MulTBackbone(tuple(dims), output_dim, **bb)
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MulTConfig] = None) -> None:
+        super().__init__()
+        config = self.checked_config(config)
+        self.store_config(dims, seq_lens, output_dim, config)
+        self.backbone = MulTBackbone(tuple(dims), output_dim, config)
 
     # The backbone's submodules are exposed under MulT's original names (proj_l, trans_l_with_a, ...)
     def __getattr__(self, name: str):
