@@ -7,9 +7,11 @@ index, the leaderboard). Files are stamped ``"schema": "mplmm-metrics/1"``; file
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
+from .config import bad_value, from_dict, option, specs
 from .errors import UserError
 from .utils import PathLike, jsonable, read_json, write_json
 
@@ -19,34 +21,43 @@ _SCHEMA_PREFIX = "mplmm-metrics/"
 METRICS_SCHEMA = f"{_SCHEMA_PREFIX}{SCHEMA_VERSION}"  # the value of metrics["schema"]
 SCHEMA_KEY = "schema"
 
-#: the top-level keys that some reader relies on → (accepted JSON types, meaning). Any other key may be added freely.
-METRICS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "schema": ((str,), "schema version, stamped by write_metrics"),
-    "model": ((str,), "registered model name"),
-    "dataset": ((dict, str), "ds.summary() (a mapping with name, source, task, ...) or the dataset name"),
-    "config": ((dict,), "the training configuration (TrainConfig as a mapping)"),
-    "provenance": ((dict,), "versions, git commit, host, time"),
-    "runtime": ((dict,), "device, precision, TF32, deterministic algorithms, CPU threads"),
-    "parameters": ((dict,), "parameter counts: total, trainable, frozen"),
-    "best_epoch": ((int,), "the epoch selected on validation"),
-    "epochs_run": ((int,), "epochs trained (early stopping may end sooner)"),
-    "n_samples": ((int,), "samples an interpretation notebook looked at"),
-    "primary_metric": ((str,), "the headline metric, a key of test and valid"),
-    "test": ((dict,), "test-split metrics {name: number} under the fixed evaluation masks"),
-    "valid": ((dict,), "validation-split metrics {name: number}"),
-    "key_metrics": ((dict,), "headline numbers {name: number} shown in the batch index"),
-    "metric": ((str,), "the metric column of curves and per_mode"),
-    "protocol": ((str,), "missing-data protocol of curves (modality, entry, frame)"),
-    "rates": ((list,), "test missing rates evaluated"),
-    "mask_seeds": ((list,), "seeds of the fixed test masks"),
-    "label": ((str,), "a robustness run's name for its set of checkpoints (e.g. tuned, default); '' for none"),
-    "runs": ((list,), "records of the checkpoints evaluated: path, run, model, seed, method"),
-    "curves": ((list,), "records: method, seed, rate, mask_seed and one column per metric"),
-    "summary": ((list,), "records: method, rate, mean, std, n_seeds of metric"),
-    "auc": ((list,), "records: method, seed, auc"),
-    "auc_summary": ((list,), "records: method, auc_mean, auc_std, n_seeds"),
-    "per_mode": ((list,), "records: method, seed, mode (0-6), mode_name and one column per metric"),
-}
+
+@dataclass
+class MetricsSchema:
+    """The top-level keys of ``metrics.json`` that some reader relies on, with their types; any other key may be
+    added freely, and every key may be absent."""
+
+    schema: Optional[str] = option(None, "schema version, stamped by write_metrics")
+    model: Optional[str] = option(None, "registered model name")
+    dataset: Optional[Union[dict, str]] = option(None, "ds.summary() (a mapping with name, source, task, ...) or "
+                                                 "the dataset name")
+    config: Optional[dict] = option(None, "the training configuration (TrainConfig as a mapping)")
+    provenance: Optional[dict] = option(None, "versions, git commit, host, time")
+    runtime: Optional[dict] = option(None, "device, precision, TF32, deterministic algorithms, CPU threads")
+    parameters: Optional[dict] = option(None, "parameter counts: total, trainable, frozen")
+    best_epoch: Optional[int] = option(None, "the epoch selected on validation")
+    epochs_run: Optional[int] = option(None, "epochs trained (early stopping may end sooner)")
+    n_samples: Optional[int] = option(None, "samples an interpretation notebook looked at")
+    primary_metric: Optional[str] = option(None, "the headline metric, a key of test and valid")
+    test: Optional[dict] = option(None, "test-split metrics {name: number} under the fixed evaluation masks")
+    valid: Optional[dict] = option(None, "validation-split metrics {name: number}")
+    key_metrics: Optional[dict] = option(None, "headline numbers {name: number} shown in the batch index")
+    metric: Optional[str] = option(None, "the metric column of curves and per_mode")
+    protocol: Optional[str] = option(None, "missing-data protocol of curves (modality, entry, frame)")
+    rates: Optional[list] = option(None, "test missing rates evaluated")
+    mask_seeds: Optional[list] = option(None, "seeds of the fixed test masks")
+    label: Optional[str] = option(None, "a robustness run's name for its set of checkpoints (e.g. tuned, default); "
+                                  "'' for none")
+    runs: Optional[list] = option(None, "records of the checkpoints evaluated: path, run, model, seed, method")
+    curves: Optional[list] = option(None, "records: method, seed, rate, mask_seed and one column per metric")
+    summary: Optional[list] = option(None, "records: method, rate, mean, std, n_seeds of metric")
+    auc: Optional[list] = option(None, "records: method, seed, auc")
+    auc_summary: Optional[list] = option(None, "records: method, auc_mean, auc_std, n_seeds")
+    per_mode: Optional[list] = option(None, "records: method, seed, mode (0-6), mode_name and one column per metric")
+
+
+#: the top-level keys that some reader relies on → their meaning (types: :class:`MetricsSchema`)
+METRICS_KEYS: dict[str, str] = {s.name: s.help for s in specs(MetricsSchema)}
 #: columns every record of these list keys must have (plus the column named by ``metric`` when it is set)
 RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "curves": ("method", "seed", "rate"),
@@ -70,21 +81,16 @@ def metrics_version(metrics: dict) -> int:
 
 
 def check_metrics(metrics: dict) -> None:
-    """Raise :class:`MetricsError` when a known key has the wrong type or a record lacks a required column."""
-    if not isinstance(metrics, dict):
-        raise MetricsError(f"metrics must be a mapping, got {type(metrics).__name__}")
-    for key, (types, meaning) in METRICS_KEYS.items():
-        value = metrics.get(key)
-        if value is not None and not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise MetricsError(f"metrics[{key!r}] must be a {names} ({meaning}), got {type(value).__name__}")
+    """Raise :class:`MetricsError` when a known key has the wrong type (:class:`MetricsSchema`) or a record lacks a
+    required column."""
+    from_dict(MetricsSchema, metrics, "metrics", error=MetricsError, allow_unknown=True)
     metric = metrics.get("metric")
     for key, columns in RECORD_COLUMNS.items():
         wanted = [*columns, metric] if metric and key in ("curves", "per_mode") else list(columns)
         for i, rec in enumerate(metrics.get(key) or []):
-            missing = [c for c in wanted if not isinstance(rec, dict) or c not in rec]
-            if missing:
-                raise MetricsError(f"metrics[{key!r}][{i}] lacks column(s) {missing}; needs {wanted}")
+            if any(not isinstance(rec, dict) or c not in rec for c in wanted):
+                raise MetricsError(bad_value("metrics", f"{key}[{i}]", f"a record with columns {', '.join(wanted)}",
+                                             rec))
 
 
 def _metrics_path(folder_or_path: PathLike) -> Path:
@@ -111,4 +117,4 @@ def read_metrics(folder_or_path: PathLike) -> dict:
 
 
 __all__ = ["METRICS", "METRICS_KEYS", "METRICS_SCHEMA", "RECORD_COLUMNS", "SCHEMA_VERSION", "MetricsError",
-           "check_metrics", "metrics_version", "read_metrics", "write_metrics"]
+           "MetricsSchema", "check_metrics", "metrics_version", "read_metrics", "write_metrics"]

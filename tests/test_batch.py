@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from mplmm import metrics_file
-from mplmm.workbench import batch, runs
-from mplmm.workbench.batch import grid
-from mplmm.workbench.batch.execute import failure_text
-from mplmm.workbench.batch import DependencyError, GridError, export_html, load_grid, run_grid, write_index
 from mplmm.plots import plotlyjs_source
+from mplmm.workbench import batch, runs
+from mplmm.workbench.batch import DependencyError, GridError, export_html, grid, load_grid, run_grid, write_index
+from mplmm.workbench.batch.execute import failure_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NB = "notebooks/01_train.ipynb"
@@ -90,28 +89,45 @@ def test_list_reference_drops_failed_runs_and_scalar_reference_fails():
         batch.resolve_params(g, g.runs["tune"][0], status={})
 
 
-@pytest.mark.parametrize("mutate, pattern", [
-    (lambda s: s["stages"][0]["params"].update(epochz=3), r"g\.yaml: stage 'pre': unknown parameter 'epochz'"),
-    (lambda s: s["stages"][1]["grid"].update(sead=[1]), r"g\.yaml: stage 'tune': unknown parameter 'sead'"),
-    (lambda s: s["defaults"].update(bogus=1), r"g\.yaml: defaults: unknown parameter 'bogus'"),
-    (lambda s: s["stages"][0]["params"].update(output_dir="x"), r"'output_dir' is set by the runner"),
-    (lambda s: s["stages"][0].update(notebok="x"), r"stage 'pre': unknown key\(s\) \['notebok'\]"),
-    (lambda s: s.update(stagez=[]), r"unknown top-level key"),
+#: grid mistakes and their one-line errors (<where>: unknown key 'x' ...; <where>: key 'x': expected ..., got ...)
+INVALID_GRIDS = [
+    (lambda s: s["stages"][0]["params"].update(epochz=3),
+     r"g\.yaml: stage 'pre': params \(notebook notebooks/01_train\.ipynb\): unknown key 'epochz' "
+     r"\(did you mean 'epochs'\?\); accepted: amp, "),
+    (lambda s: s["stages"][1]["grid"].update(sead=[1]),
+     r"g\.yaml: stage 'tune': grid \(notebook .*\): unknown key 'sead' \(did you mean 'seed'\?\)"),
+    (lambda s: s["defaults"].update(bogus=1), r"g\.yaml: defaults: unknown key 'bogus'; accepted: "),
+    (lambda s: s["stages"][0]["params"].update(output_dir="x"),
+     r"stage 'pre': params: key 'output_dir': expected no value \(the runner sets it"),
+    (lambda s: s["stages"][0].update(notebok="x"),
+     r"stage 'pre': unknown key 'notebok' \(did you mean 'notebook'\?\); accepted: best_config, "),
+    (lambda s: s.update(stagez=[]), r"g\.yaml: unknown key 'stagez' \(did you mean 'stages'\?\); accepted: defaults, "),
     (lambda s: s["stages"][0]["params"].update(pretrained="{tune[0]}/best.pt"), r"must name an EARLIER stage"),
     (lambda s: s["stages"][0]["params"].update(pretrained="{nope}/best.pt"), r"names no stage"),
     (lambda s: s["stages"][3]["params"].update(dataset="{tune}/x"), r"refers to 2 runs"),
     (lambda s: s["stages"][3]["params"].update(checkpoints="{tune[seed=7]}/b"), r"matches 0 runs"),
     (lambda s: s["stages"][3]["params"].update(checkpoints="{tune[5]}/b"), r"has 2 run"),
-    (lambda s: s["stages"][0]["params"].update(epochs="many"), r"parameter 'epochs': expected an int"),
-    (lambda s: s["stages"][0]["params"].update(model=3), r"parameter 'model': expected a string"),
-    (lambda s: s["stages"][1]["grid"].update(seed=[]), r"grid 'seed' must be a non-empty list"),
-    (lambda s: s["stages"][1]["params"].update(seed=3), r"both in 'params' and 'grid'"),
+    (lambda s: s["stages"][0]["params"].update(epochs="many"),
+     r"stage 'pre': params: key 'epochs': expected an integer, got 'many'"),
+    (lambda s: s["stages"][0]["params"].update(model=3),
+     r"stage 'pre': params: key 'model': expected a string \(quote it in the YAML\), got 3"),
+    (lambda s: s["stages"][1]["grid"].update(seed=[]),
+     r"stage 'tune': grid: key 'seed': expected a non-empty list of values, got \[\]"),
+    (lambda s: s["stages"][1]["params"].update(seed=3),
+     r"stage 'tune': key 'seed': expected a value in params or in grid, not both"),
     (lambda s: s["stages"][0].update(notebook="notebooks/nope.ipynb"), r"notebook 'notebooks/nope.ipynb' not found"),
     (lambda s: s["stages"].append(dict(s["stages"][0])), r"duplicate stage name"),
-    (lambda s: s.update(reference=3), r"'reference' must be a method name"),
-    (lambda s: s.update(report={"standalon": True}), r"report: unknown key\(s\) \['standalon'\]"),
-    (lambda s: s.update(report={"no_input": "yes"}), r"report: no_input must be true or false"),
-])
+    (lambda s: s.update(reference=3),
+     r"g\.yaml: key 'reference': expected a string or None \(a method name, e\.g\. mplmm\), got 3"),
+    (lambda s: s.update(report={"standalon": True}),
+     r"g\.yaml: report: unknown key 'standalon' \(did you mean 'standalone'\?\); accepted: no_input, standalone"),
+    (lambda s: s.update(report={"no_input": "yes"}),
+     r"g\.yaml: report: key 'no_input': expected true or false, got 'yes'"),
+    (lambda s: s.update(stages=[]), r"g\.yaml: key 'stages': expected a non-empty list of stages, got \[\]"),
+]
+
+
+@pytest.mark.parametrize("mutate, pattern", INVALID_GRIDS)
 def test_invalid_grids_fail_before_running(tmp_path, mutate, pattern):
     spec = _grid()
     mutate(spec)

@@ -153,7 +153,8 @@ def test_executor_options_are_checked_before_running(tmp_path, monkeypatch, caps
                             ({"jobs": 0}, r"--jobs must be an integer >= 1"),
                             ({"gpus": "0"}, r"unknown GPU '0'"),
                             ({"slurm": {"partition": "gpu"}}, r"--slurm-\* options \(partition\) need --executor slurm"),
-                            ({"slurm": {"tiem": 5}}, r"unknown key\(s\) \['tiem'\]")]:
+                            ({"slurm": {"tiem": 5}}, r"--slurm-\* options: slurm: unknown key 'tiem' \(did you mean "
+                                                     r"'time'\?\)")]:
         with pytest.raises(GridError, match=pattern):
             make_executor("local", g, **kwargs)
     with pytest.raises(GridError, match="choose one of local, slurm, slurm-local"):
@@ -194,12 +195,12 @@ def test_gpu_pool_with_real_kernels(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------------- Slurm
 @pytest.mark.parametrize("block, pattern", [
-    ({"partion": "gpu"}, r"g\.yaml: slurm: unknown key\(s\) \['partion'\]; accepted: account, array_parallelism, "
-                         r"constraint, cpus_per_task, gpus_per_run, mem_gb, partition, qos, setup, time"),
-    ({"time": "4:00:00"}, r"slurm: time must be minutes per run \(int\), got '4:00:00'"),
-    ({"mem_gb": 0}, r"slurm: mem_gb must be memory per run in GB"),
-    ({"setup": "module load cuda"}, r"slurm: setup must be shell lines"),
-    (["partition"], r"'slurm' must be a mapping"),
+    ({"partion": "gpu"}, r"g\.yaml: slurm: unknown key 'partion' \(did you mean 'partition'\?\); accepted: account, "
+                         r"array_parallelism, constraint, cpus_per_task, gpus_per_run, mem_gb, partition, qos, setup, time"),
+    ({"time": "4:00:00"}, r"slurm: key 'time': expected an integer >= 1 or None \(minutes per run\), got '4:00:00'"),
+    ({"mem_gb": 0}, r"slurm: key 'mem_gb': expected a number >= 1 or None, got 0"),
+    ({"setup": "module load cuda"}, r"slurm: key 'setup': expected a list of strings or None, got 'module load cuda'"),
+    (["partition"], r"g\.yaml: key 'slurm': expected a mapping or None, got \['partition'\]"),
 ])
 def test_slurm_block_is_validated(tmp_path, block, pattern):
     with pytest.raises(GridError, match=pattern):

@@ -50,13 +50,15 @@ def test_read_metrics_tolerates_old_missing_and_broken_files(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("metrics, pattern", [
-    ({"test": [0.5]}, r"metrics\['test'\] must be a dict"),
-    ({"key_metrics": 0.3}, r"metrics\['key_metrics'\] must be a dict"),
-    ({"dataset": 3}, r"metrics\['dataset'\] must be a dict or str"),
+    ({"test": [0.5]}, r"^metrics: key 'test': expected a mapping or None, got \[0\.5\]$"),
+    ({"key_metrics": 0.3}, r"^metrics: key 'key_metrics': expected a mapping or None, got 0\.3$"),
+    ({"dataset": 3}, r"^metrics: key 'dataset': expected a mapping or a string or None, got 3$"),
     ({"metric": "Acc", "curves": [{"method": "m", "seed": 0, "rate": 0.0}]},
-     r"curves'\]\[0\] lacks column\(s\) \['Acc'\]"),
-    ({"per_mode": [{"method": "m", "mode": 6}]}, r"per_mode'\]\[0\] lacks column\(s\) \['seed'\]"),
-    ({"auc_summary": ["x"]}, r"auc_summary'\]\[0\] lacks"),
+     r"^metrics: key 'curves\[0\]': expected a record with columns method, seed, rate, Acc, got \{'method'"),
+    ({"per_mode": [{"method": "m", "mode": 6}]},
+     r"^metrics: key 'per_mode\[0\]': expected a record with columns method, seed, mode, got "),
+    ({"auc_summary": ["x"]},
+     r"^metrics: key 'auc_summary\[0\]': expected a record with columns method, auc_mean, got 'x'"),
 ])
 def test_write_metrics_refuses_schema_breaks(tmp_path, metrics, pattern):
     with pytest.raises(metrics_file.MetricsError, match=pattern):

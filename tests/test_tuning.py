@@ -112,11 +112,13 @@ def _complete(study) -> list:
 
 # ------------------------------------------------------------------------------------------------------ validation
 @pytest.mark.parametrize("tune, pattern", [
-    ({"objective": "Non0_acc_2", "space": SPACE}, "trials: expected an integer >= 1"),
-    ({"trials": 2, "space": SPACE}, "objective: name a validation metric"),
+    ({"objective": "Non0_acc_2", "space": SPACE}, r"tune: key 'trials': expected an integer >= 1, got nothing"),
+    ({"trials": 2, "space": SPACE}, r"tune: key 'objective': expected a string, got nothing"),
     ({"trials": 2, "objective": "Non0_acc2", "space": SPACE}, "did you mean 'Non0_acc_2'"),
-    ({"trials": 2, "objective": "Non0_acc_2", "space": SPACE, "sampler": "cma"}, "sampler: expected one of"),
-    ({"trials": 2, "objective": "Non0_acc_2", "space": SPACE, "trails": 3}, "did you mean 'trials'"),
+    ({"trials": 2, "objective": "Non0_acc_2", "space": SPACE, "sampler": "cma"},
+     r"tune: key 'sampler': expected one of 'tpe', 'random', 'grid', got 'cma'"),
+    ({"trials": 2, "objective": "Non0_acc_2", "space": SPACE, "trails": 3},
+     r"tune: unknown key 'trails' \(did you mean 'trials'\?\); accepted: direction, objective, "),
     ({"trials": 2, "objective": "Non0_acc_2", "space": {"lr": {"loguniform": [1e-4, 1e-2]}}},
      "did you mean 'log_uniform'"),
     ({"trials": 2, "objective": "Non0_acc_2", "space": {"lr": {"log_uniform": [0.0, 1.0e-2]}}}, "needs low > 0"),

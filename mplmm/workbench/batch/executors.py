@@ -17,28 +17,35 @@ import os
 import queue
 import socket
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
+from ...config import from_dict, option
 from .execute import ensure_kernel, execute_run, failed_status, shorten
 from .grid import Grid, GridError, Run
 
 Items = list[tuple[Run, dict]]
 EXECUTORS = ("local", "slurm", "slurm-local")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-#: accepted keys of a grid's ``slurm:`` block → (types, what it is)
-SLURM_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "partition": ((str,), "partition name"),
-    "time": ((int,), "minutes per run (int)"),
-    "mem_gb": ((int, float), "memory per run in GB"),
-    "cpus_per_task": ((int,), "CPU cores per run (int)"),
-    "gpus_per_run": ((int,), "GPUs per run (int, default 1)"),
-    "array_parallelism": ((int,), "runs of one array at once (int)"),
-    "account": ((str,), "account to charge"),
-    "qos": ((str,), "quality of service"),
-    "constraint": ((str,), "node features"),
-    "setup": ((list,), "shell lines run before each run (list of strings)"),
-}
+
+
+@dataclass
+class SlurmSettings:
+    """The keys of a grid's ``slurm:`` block (and of the ``--slurm-*`` flags); None: not set."""
+
+    partition: Optional[str] = option(None, "partition name")
+    time: Optional[int] = option(None, "minutes per run (default 240)", low=1, unit="minutes per run")
+    mem_gb: Optional[float] = option(None, "memory per run in GB", low=1)
+    cpus_per_task: Optional[int] = option(None, "CPU cores per run", low=1)
+    gpus_per_run: Optional[int] = option(None, "GPUs per run (default 1)", low=0)
+    array_parallelism: Optional[int] = option(None, "runs of one array at once", low=1)
+    account: Optional[str] = option(None, "account to charge")
+    qos: Optional[str] = option(None, "quality of service")
+    constraint: Optional[str] = option(None, "node features")
+    setup: Optional[list[str]] = option(None, "shell lines run before each run")
+
+
 SLURM_DEFAULTS = {"time": 240, "gpus_per_run": 1}
 
 
@@ -159,26 +166,11 @@ class LocalExecutor:
 
 # ------------------------------------------------------------------------------------------------------------ slurm
 def check_slurm(block: Any, where: str) -> dict:
-    """Validate a ``slurm:`` block (or the ``--slurm-*`` flags); returns its set keys."""
+    """Validate a ``slurm:`` block (or the ``--slurm-*`` flags) as :class:`SlurmSettings`; returns its set keys."""
     if block is None:
         return {}
-    if not isinstance(block, dict):
-        raise GridError(f"{where}: 'slurm' must be a mapping of {sorted(SLURM_KEYS)}")
-    unknown = sorted(set(block) - set(SLURM_KEYS))
-    if unknown:
-        raise GridError(f"{where}: slurm: unknown key(s) {unknown}; accepted: {', '.join(sorted(SLURM_KEYS))}")
-    out = {}
-    for key, value in block.items():
-        if value is None:
-            continue
-        types, what = SLURM_KEYS[key]
-        bad = isinstance(value, bool) or not isinstance(value, types)
-        bad = bad or (isinstance(value, (int, float)) and value < (0 if key == "gpus_per_run" else 1))
-        bad = bad or (key == "setup" and not all(isinstance(line, str) for line in value))
-        if bad:
-            raise GridError(f"{where}: slurm: {key} must be {what}, got {value!r}")
-        out[key] = value
-    return out
+    settings = from_dict(SlurmSettings, block, f"{where}: slurm", error=GridError)
+    return {k: v for k, v in vars(settings).items() if v is not None}
 
 
 def submitit_parameters(settings: dict) -> dict:

@@ -16,14 +16,9 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ...errors import UserError
+from ...config import bad_value, from_dict, option
+from ...errors import UserError, unknown_key_message
 
-GRID_KEYS = {"name", "description", "output_root", "defaults", "stages", "timeout", "slurm", "reference", "report",
-             "tune"}
-STAGE_KEYS = {"name", "description", "notebook", "params", "grid", "timeout", "tune", "best_config"}
-#: the grid's ``report:`` block: accepted keys (all booleans, default false)
-REPORT_KEYS = {"no_input": "hide code cells and prompts in the HTML reports",
-               "standalone": "every report and the index embed plotly.js instead of loading the shared copy"}
 DEFAULT_CELL_TIMEOUT = 3600.0  # seconds per cell: a hung kernel fails its run instead of blocking the batch
 INJECTED = "output_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the checkout holding mplmm/ (has notebooks/ when editable)
@@ -37,6 +32,53 @@ class GridError(UserError):
 
 class DependencyError(RuntimeError):
     """A run refers to an earlier run that failed or has not run."""
+
+
+# ------------------------------------------------------------------------------------------------------- grid file
+@dataclass
+class GridFile:
+    """The top-level keys of a grid file (``docs/grids.md``)."""
+
+    stages: list = option(help="the stages, run in order: mappings with name, notebook, params, grid, ...")
+    name: Optional[str] = option(None, "the grid's name (default: the file's stem)")
+    description: Optional[str] = option(None, "free text")
+    output_root: Optional[str] = option(None, "where the run folders go (default papermill_runs/<name>)")
+    defaults: Optional[dict] = option(None, "parameters given to every stage whose notebook has them")
+    timeout: Optional[float] = option(None, "seconds per cell (default 3600; 0: none)", low=0)
+    slurm: Optional[dict] = option(None, "Slurm settings of --executor slurm (SlurmSettings)")
+    reference: Optional[str] = option(None, "the method the leaderboard compares every other one with",
+                                      unit="a method name, e.g. mplmm")
+    report: Optional[dict] = option(None, "the HTML reports' settings (ReportSettings)")
+    tune: Optional[dict] = option(None, "tuning settings every tuning stage shares (TuneSettings)")
+
+    def cross_check(self, where: str) -> None:
+        """At least one stage; a reference names a method."""
+        if not self.stages:
+            raise GridError(bad_value(where, "stages", "a non-empty list of stages", self.stages))
+        if self.reference is not None and not self.reference.strip():
+            raise GridError(bad_value(where, "reference", "a method name, e.g. mplmm", self.reference))
+
+
+@dataclass
+class StageSpec:
+    """The keys of one stage of a grid file."""
+
+    name: str = option(help="the stage's name: letters, digits, '_' and '-', starting with a letter")
+    notebook: str = option(help="the notebook it runs (relative to the grid's root or the package)")
+    description: Optional[str] = option(None, "free text")
+    params: Optional[dict] = option(None, "the notebook's parameters, the same for every run")
+    grid: Optional[dict] = option(None, "parameter → list of values: one run per combination")
+    timeout: Optional[float] = option(None, "seconds per cell (default: the grid's; 0: none)", low=0)
+    tune: Optional[dict] = option(None, "makes it a tuning stage (TuneSettings)")
+    best_config: Optional[str] = option(None, "a {stage.best} reference: each run takes that study's tuned values")
+
+
+@dataclass
+class ReportSettings:
+    """The grid's ``report:`` block."""
+
+    no_input: bool = option(False, "hide code cells and prompts in the HTML reports")
+    standalone: bool = option(False, "every report and the index embed plotly.js instead of loading the shared copy")
 
 
 # --------------------------------------------------------------------------------------------------------- grid model
@@ -89,7 +131,7 @@ class Grid:
     runs: dict[str, list[Run]]  # stage name → its runs, in grid order
     slurm: dict = field(default_factory=dict)  # the grid's validated ``slurm:`` block (see .executors)
     reference: Optional[str] = None  # the method the index's leaderboard compares every other method with
-    report: dict = field(default_factory=dict)  # the validated ``report:`` block (REPORT_KEYS)
+    report: dict = field(default_factory=dict)  # the validated ``report:`` block (ReportSettings)
 
     def all_runs(self) -> list[Run]:
         return [r for s in self.stages for r in self.runs[s.name]]
@@ -121,33 +163,38 @@ def _find_notebook(nb: str, root: Path, where: str) -> Path:
     raise grid_error(where, f"notebook {nb!r} not found (looked in {', '.join(str(c) for c in candidates)})")
 
 
-def _coerce(value: Any, declared: str, where: str) -> Any:
+def declared_type(declared: Optional[str]) -> tuple[str, bool]:
+    """``(type, optional)`` of a notebook parameter's annotation as papermill reads it: ``Optional[float]`` is
+    ``("float", True)``, ``float`` is ``("float", False)``."""
+    text = str(declared or "").replace(" ", "")
+    m = re.fullmatch(r"(?:typing\.)?Optional\[(.+)\]", text)
+    return (m.group(1), True) if m else (text, False)
+
+
+def _coerce(value: Any, declared: str, where: str, key: str) -> Any:
     """Check a YAML value against the notebook's declared type (``float`` accepts ints and '1e-3' strings, ``list``
-    accepts a single value)."""
-    if isinstance(value, str) and REFERENCE.search(value) and declared not in ("list", "str"):
-        raise grid_error(where, f"a run reference fits only str or list parameters, this one is {declared}")
-    if declared == "float":
-        if isinstance(value, bool):
-            raise grid_error(where, f"expected a float, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # PyYAML reads 1e-3 as a string
-            except ValueError:
-                pass
-        raise grid_error(where, f"expected a float, got {value!r}")
-    if declared == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise grid_error(where, f"expected an int, got {value!r}")
-    if declared == "bool" and not isinstance(value, bool):
-        raise grid_error(where, f"expected true/false, got {value!r}")
-    if declared == "str" and not isinstance(value, str):
-        raise grid_error(where, f"expected a string, got {value!r} (quote it in the YAML)")
-    if declared == "list" and not isinstance(value, list):
+    accepts a single value, ``Optional[...]`` accepts None and else the inner type)."""
+    kind, optional = declared_type(declared)
+    if value is None and optional:
+        return None
+    if isinstance(value, str) and REFERENCE.search(value) and kind not in ("list", "str"):
+        raise GridError(bad_value(where, key, f"a {kind} (a run reference fits only str or list parameters)", value))
+    if kind == "float" and isinstance(value, str):
+        try:
+            return float(value)  # PyYAML reads 1e-3 as a string
+        except ValueError:
+            pass
+    if kind == "list" and not isinstance(value, list):
         return [value]
-    if declared == "dict" and not isinstance(value, dict):
-        raise grid_error(where, f"expected a mapping, got {value!r}")
-    return value
+    checks = {"float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+              "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+              "bool": (lambda v: isinstance(v, bool), "true or false"),
+              "str": (lambda v: isinstance(v, str), "a string (quote it in the YAML)"),
+              "dict": (lambda v: isinstance(v, dict), "a mapping")}
+    ok, what = checks.get(kind, (lambda v: True, ""))
+    if not ok(value):
+        raise GridError(bad_value(where, key, what + (" or None" if optional else ""), value))
+    return float(value) if kind == "float" else value
 
 
 def read_spec(grid: Union[str, os.PathLike, dict], root: Path) -> tuple[str, str, Any]:
@@ -168,21 +215,44 @@ def read_spec(grid: Union[str, os.PathLike, dict], root: Path) -> tuple[str, str
 
 def parse_top(spec: Any, where: str, default_name: str, root: Path) -> tuple[str, Path, dict, list]:
     """The grid's name, output root, ``defaults`` and list of stage mappings (top-level keys checked)."""
-    if not isinstance(spec, dict):
-        raise grid_error(where, "expected a mapping with 'stages'")
-    unknown = set(spec) - GRID_KEYS
-    if unknown:
-        raise grid_error(where, f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(GRID_KEYS)}")
-    name = str(spec.get("name") or default_name)
-    out_root = Path(spec.get("output_root") or f"papermill_runs/{_safe(name)}").expanduser()
+    top = from_dict(GridFile, spec, where, error=GridError)
+    name = str(top.name or default_name)
+    out_root = Path(top.output_root or f"papermill_runs/{_safe(name)}").expanduser()
     out_root = (out_root if out_root.is_absolute() else root / out_root).resolve()
-    defaults = spec.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise grid_error(where, "'defaults' must be a mapping")
-    stages_spec = spec.get("stages")
-    if not isinstance(stages_spec, list) or not stages_spec:
-        raise grid_error(where, "'stages' must be a non-empty list")
-    return name, out_root, defaults, stages_spec
+    return name, out_root, top.defaults or {}, top.stages
+
+
+def _stage_where(st: Any, i: int, where: str) -> str:
+    """``<grid>: stage '<name>'`` (``stage #<i>`` while the stage has no name)."""
+    named = isinstance(st, dict) and isinstance(st.get("name"), str)
+    return f"{where}: stage '{st['name']}'" if named else f"{where}: stage #{i + 1}"
+
+
+def _stage_params(st: StageSpec, accepted: dict, spec: dict, defaults: dict, swhere: str) -> tuple[dict, dict]:
+    """A stage's ``params`` (the grid's defaults its notebook has, then its own) and ``grid``, each value checked
+    against the notebook's parameter types."""
+    params, sgrid = dict(st.params or {}), dict(st.grid or {})
+    names = sorted(k for k in accepted if k != INJECTED)
+    for block, keys in ((f"{swhere}: params", params), (f"{swhere}: grid", sgrid)):
+        for key in keys:
+            if key == INJECTED:
+                raise grid_error(block, f"key '{INJECTED}': expected no value (the runner sets it to the run "
+                                        f"folder), got {keys[key]!r}")
+            if key not in accepted:
+                raise GridError(unknown_key_message(f"{block} (notebook {st.notebook})", [key], names))
+    both = sorted(set(params) & set(sgrid))
+    if both:
+        raise GridError(bad_value(swhere, both[0], "a value in params or in grid, not both",
+                                  {"params": params[both[0]], "grid": sgrid[both[0]]}))
+    for key, values in sgrid.items():
+        if not isinstance(values, list) or not values:
+            raise GridError(bad_value(f"{swhere}: grid", key, "a non-empty list of values", values))
+        sgrid[key] = [_coerce(v, accepted[key]["inferred_type_name"], f"{swhere}: grid", key) for v in values]
+    merged = {k: v for k, v in defaults.items() if k in accepted and k != INJECTED}
+    merged.update(params)
+    for key in merged:
+        merged[key] = _coerce(merged[key], accepted[key]["inferred_type_name"], f"{swhere}: params", key)
+    return merged, sgrid
 
 
 def parse_stage(st: Any, i: int, stages: list[Stage], spec: dict, defaults: dict, root: Path, where: str) -> Stage:
@@ -190,52 +260,28 @@ def parse_stage(st: Any, i: int, stages: list[Stage], spec: dict, defaults: dict
     parameters; its ``tune:`` and ``best_config`` are left to :func:`~mplmm.workbench.batch.load.load_grid`."""
     import papermill as pm
 
-    if not isinstance(st, dict) or "name" not in st or "notebook" not in st:
-        raise grid_error(where, f"stage #{i + 1} needs at least 'name' and 'notebook'")
-    sname = str(st["name"])
-    swhere = f"{where}: stage '{sname}'"
-    if not re.fullmatch(r"[A-Za-z_][\w-]*", sname):
+    swhere = _stage_where(st, i, where)
+    stage = from_dict(StageSpec, st, swhere, error=GridError)
+    if not re.fullmatch(r"[A-Za-z_][\w-]*", stage.name):
         raise grid_error(swhere, "stage names may hold letters, digits, '_' and '-' (start with a letter)")
-    if sname in {s.name for s in stages}:
+    if stage.name in {s.name for s in stages}:
         raise grid_error(swhere, "duplicate stage name")
-    unknown = set(st) - STAGE_KEYS
-    if unknown:
-        raise grid_error(swhere, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(STAGE_KEYS)}")
-    nb = _find_notebook(str(st["notebook"]), root, swhere)
+    nb = _find_notebook(stage.notebook, root, swhere)
     accepted = pm.inspect_notebook(str(nb))
-    params, sgrid = dict(st.get("params") or {}), dict(st.get("grid") or {})
-    for key in [*params, *sgrid]:
-        if key == INJECTED:
-            raise grid_error(swhere, f"'{INJECTED}' is set by the runner (the run folder); remove it")
-        if key not in accepted:
-            raise grid_error(swhere, f"unknown parameter '{key}' for notebook {st['notebook']}; "
-                                     f"it accepts: {', '.join(k for k in accepted if k != INJECTED)}")
-    both = set(params) & set(sgrid)
-    if both:
-        raise grid_error(swhere, f"parameter(s) {sorted(both)} both in 'params' and 'grid'")
-    for key, values in sgrid.items():
-        if not isinstance(values, list) or not values:
-            raise grid_error(swhere, f"grid '{key}' must be a non-empty list of values")
-        sgrid[key] = [_coerce(v, accepted[key]["inferred_type_name"], f"{swhere}: grid '{key}'") for v in values]
-    merged = {k: v for k, v in defaults.items() if k in accepted and k != INJECTED}
-    merged.update(params)
-    for key in merged:
-        merged[key] = _coerce(merged[key], accepted[key]["inferred_type_name"], f"{swhere}: parameter '{key}'")
+    merged, sgrid = _stage_params(stage, accepted, spec, defaults, swhere)
     if INJECTED not in accepted:
-        raise grid_error(swhere, f"notebook {st['notebook']} has no '{INJECTED}' parameter (needed for run folders)")
-    timeout = st.get("timeout", spec.get("timeout", DEFAULT_CELL_TIMEOUT))
-    try:
-        timeout = float(timeout) if timeout else None
-    except (TypeError, ValueError):
-        raise grid_error(swhere, f"timeout must be seconds per cell, got {timeout!r}") from None
-    return Stage(sname, nb, merged, sgrid, timeout, accepted, frozenset(params))
+        raise grid_error(swhere, f"notebook {stage.notebook} has no '{INJECTED}' parameter (needed for run folders)")
+    timeout = stage.timeout if "timeout" in st else spec.get("timeout", DEFAULT_CELL_TIMEOUT)
+    return Stage(stage.name, nb, merged, sgrid, float(timeout) if timeout else None, accepted,
+                 frozenset(stage.params or {}))
 
 
 def check_defaults(defaults: dict, stages: list[Stage], where: str) -> None:
-    """Every key of ``defaults`` is a parameter of some stage's notebook."""
-    for key in defaults:
-        if not any(key in s.accepted for s in stages):
-            raise grid_error(where, f"defaults: unknown parameter '{key}' (no stage's notebook has it)")
+    """Every key of ``defaults`` is a parameter of some stage's notebook (accepted: the union of their parameters)."""
+    names = sorted({k for s in stages for k in s.accepted if k != INJECTED})
+    unknown = [key for key in defaults if key not in names]
+    if unknown:
+        raise GridError(unknown_key_message(f"{where}: defaults", unknown[:1], names))
 
 
 def make_runs(stages: list[Stage], out_root: Path) -> dict[str, list[Run]]:
@@ -268,27 +314,11 @@ def check_best_config(value: Any, where: str) -> str:
     return value.strip()
 
 
-def check_reference(value: Any, where: str) -> Optional[str]:
-    """The grid's ``reference`` (a method name as notebook 02 labels it, e.g. ``mplmm``), or None."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise grid_error(where, f"'reference' must be a method name (e.g. mplmm), got {value!r}")
-    return value.strip()
-
-
 def check_report(block: Any, where: str) -> dict:
-    """The grid's ``report:`` block: a mapping of REPORT_KEYS to true/false."""
+    """The grid's ``report:`` block (:class:`ReportSettings`): the keys it sets."""
     if block is None:
         return {}
-    if not isinstance(block, dict):
-        raise grid_error(where, f"'report' must be a mapping of {sorted(REPORT_KEYS)}")
-    unknown = sorted(set(block) - set(REPORT_KEYS))
-    if unknown:
-        raise grid_error(where, f"report: unknown key(s) {unknown}; accepted: {', '.join(sorted(REPORT_KEYS))}")
-    for key, value in block.items():
-        if not isinstance(value, bool):
-            raise grid_error(where, f"report: {key} must be true or false, got {value!r}")
+    from_dict(ReportSettings, block, f"{where}: report", error=GridError)
     return dict(block)
 
 

@@ -12,13 +12,12 @@ from ...errors import UserError
 from .executors import check_slurm
 from .grid import (
     Grid,
+    GridError,
     Run,
     Stage,
     check_best_config,
     check_defaults,
-    check_reference,
     check_report,
-    grid_error,
     make_runs,
     parse_stage,
     parse_top,
@@ -38,16 +37,13 @@ def load_grid(grid: Union[str, os.PathLike, dict], root: Union[str, os.PathLike,
         stage = parse_stage(st, i, stages, spec, defaults, root, where)
         swhere = f"{where}: stage '{stage.name}'"
         if st.get("tune") is not None:  # merged over the grid's tune: block (the settings every tuning stage shares)
-            shared = spec.get("tune") or {}
-            if not isinstance(shared, dict) or not isinstance(st["tune"], dict):
-                raise grid_error(swhere, "tune: expected a mapping (the grid's tune: block too)")
-            stage.tune = parse_tune({**shared, **st["tune"]}, stage, swhere)
+            stage.tune = parse_tune({**(spec.get("tune") or {}), **st["tune"]}, stage, swhere)
         if st.get("best_config") is not None:
             stage.best_config = check_best_config(st["best_config"], swhere)
         stages.append(stage)
     check_defaults(defaults, stages, where)
     g = Grid(where, name, root, out_root, stages, make_runs(stages, out_root), check_slurm(spec.get("slurm"), where),
-             check_reference(spec.get("reference"), where), check_report(spec.get("report"), where))
+             (spec.get("reference") or "").strip() or None, check_report(spec.get("report"), where))
     for run in g.all_runs():  # dry resolution: every reference must name an earlier stage and fit its runs
         resolve_params(g, run, status=None)
         _check_model_config(g, run)
@@ -80,4 +76,4 @@ def _check_model_config(g: Grid, run: Run) -> None:
         model_class(model)
         validate_model_config(model, cfg)
     except UserError as exc:
-        raise grid_error(where, str(exc)) from None
+        raise GridError(f"{where}: {exc}") from None

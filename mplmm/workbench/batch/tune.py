@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from ... import metrics_file
+from ...config import from_dict, option
 from ...errors import UserError
 from .. import runs
 from ..tuning import (
@@ -55,17 +56,15 @@ from ..tuning import (
     Dimension,
     TuneSpec,
     draw,
-    hint,
     objective_direction,
     open_journal_for_writing,
     parse_dimension,
 )
-from .grid import DependencyError, Grid, GridError, Run, Stage, grid_error
+from .grid import DependencyError, Grid, GridError, Run, Stage, declared_type, grid_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-TUNE_KEYS = {"trials", "objective", "direction", "sampler", "seed", "startup_trials", "space", "spaces"}
 TRIAL_FILE = "trial.json"  # in each trial's run folder
 TRIAL_KEY = "trial"  # folder-name part of a trial run
 TEST_SWITCH = "evaluate_test"  # notebook parameter the runner sets to false in trial runs
@@ -85,7 +84,7 @@ def _check_dimension(dim: Dimension, stage: Stage, models: Iterable[Any], where:
                                 f"{MODEL_PREFIX}<model key>")
         declared = stage.accepted[dim.name]["inferred_type_name"]
         numeric = {"float": ("uniform", "log_uniform", "int", "log_int"), "int": ("int", "log_int")}
-        if dim.kind != "categorical" and dim.kind not in numeric.get(declared, ()):
+        if dim.kind != "categorical" and dim.kind not in numeric.get(declared_type(declared)[0], ()):
             raise grid_error(w, f"{dim.kind} does not fit the {declared} parameter {dim.name}; use categorical")
         return
     for model in models:
@@ -120,33 +119,30 @@ def parse_tune(block: Any, stage: Stage, where: str) -> TuneSpec:
     return TuneSpec(trials, objective, DIRECTIONS[direction], sampler, seed, startup, space, spaces)
 
 
+@dataclass
+class TuneSettings:
+    """The keys of a ``tune:`` block (the grid's, shared by every tuning stage, merged under a stage's own)."""
+
+    trials: int = option(help="trials per grid point: the same budget for every method", low=1)
+    objective: str = option(help="a validation metric of the runs' metrics.json, e.g. Non0_acc_2 or loss")
+    direction: Optional[str] = option(None, "maximize or minimize (default: from the metric)",
+                                      choices=tuple(DIRECTIONS))
+    sampler: str = option("tpe", "the Optuna sampler (grid: categorical dimensions only)", choices=SAMPLERS)
+    seed: int = option(0, "trial k is drawn by a sampler seeded with seed + k")
+    startup_trials: Optional[int] = option(None, "random trials before TPE (default max(2, trials // 3))", low=1)
+    space: Optional[dict] = option(None, "searched for every run: parameter or model_config.<key> → distribution")
+    spaces: Optional[dict] = option(None, "per value of the runs' model: more dimensions")
+
+
 def _settings(block: Any, w: str) -> tuple[int, str, str, str, int, int]:
     """``trials``, ``objective``, ``direction``, ``sampler``, ``seed`` and ``startup_trials`` of a ``tune:`` block."""
-    if not isinstance(block, dict):
-        raise grid_error(w, f"expected a mapping with {sorted(TUNE_KEYS)}")
-    unknown = sorted(set(block) - TUNE_KEYS)
-    if unknown:
-        raise grid_error(w, f"unknown key(s) {unknown}{hint(unknown[0], TUNE_KEYS)}; accepted: {sorted(TUNE_KEYS)}")
-    trials = block.get("trials")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise grid_error(w, f"trials: expected an integer >= 1 (the same for every grid point), got {trials!r}")
-    objective = block.get("objective")
-    if not isinstance(objective, str) or not objective:
-        raise grid_error(w, "objective: name a validation metric of the runs' metrics.json, e.g. Non0_acc_2 or loss")
+    t = from_dict(TuneSettings, block, w, error=GridError)
     try:
-        direction = objective_direction(objective, block.get("direction"))
+        direction = objective_direction(t.objective, t.direction)
     except UserError as exc:
         raise grid_error(w, str(exc)) from None
-    sampler = block.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
-        raise grid_error(w, f"sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
-    seed = block.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise grid_error(w, f"seed: expected an integer, got {seed!r}")
-    startup = block.get("startup_trials", max(2, trials // 3))
-    if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
-        raise grid_error(w, f"startup_trials: expected an integer >= 1 (random trials before TPE), got {startup!r}")
-    return trials, objective, direction, sampler, seed, startup
+    startup = t.startup_trials if t.startup_trials is not None else max(2, t.trials // 3)
+    return t.trials, t.objective, direction, t.sampler, t.seed, startup
 
 
 def _spaces(block: dict, stage: Stage, w: str) -> tuple[dict[str, Dimension], dict[str, dict[str, Dimension]]]:
