@@ -1,7 +1,13 @@
-"""Command line: ``mplmm {train,evaluate,curve,predict,explain,synth,import,params,batch,table,report,models}``.
+"""Command line: ``mplmm {train,evaluate,curve,predict,explain,synth,import,params,batch,table,report,models}``
+(``python -m mplmm`` is the same).
 
-``train`` mirrors the reference ``main.py`` flags (``--dataset --data_path --pretrained_model --drop_rate --name`` and
-the hyper-parameters) and adds ``--test_rate``, ``--seed``, ``--device``, ``--out``.
+The flags are generated from the typed configs (:mod:`mplmm.config`): ``train`` takes one flag per
+:class:`~mplmm.train.TrainConfig` field (``--epochs``, ``--train_rate``, ``--select_metric``, ...), the MulT
+backbone's keys (:class:`~mplmm.models.mult.MulTConfig`: ``--d``, ``--layers``, the dropouts, ...) and MPLMM's prompt
+keys, with the reference ``main.py``'s names as aliases (``--num_epochs``, ``--drop_rate``, ``--select``,
+``--proj_dim``, ``--nlevels``, ...); any other key of the chosen model goes through ``--model_arg KEY=VALUE``, checked
+by that model's config. Every data-reading subcommand shares the data flags of
+:class:`~mplmm.data.options.DataOptions`. Help texts, defaults and choices come from the fields.
 """
 from __future__ import annotations
 
@@ -11,40 +17,34 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .config import add_flags, canonical, flag_values, from_dict, specs
 from .constants import MODALITIES
+from .data.options import LABEL_OPTIONS, DataOptions
+from .errors import UserError
 from .missing import PROTOCOLS
-from .errors import ConfigError, UserError
+from .models import config_class
+from .models.mplmm import MPLMMConfig
+from .models.mult import BACKBONE_KEYS, MulTConfig
+from .train import TrainConfig
 from .utils import write_json
 
-#: reference dataset names → synthetic stand-ins when no --data_path is given
-SYNTHETIC_FOR = {"mosi": "synthetic-mosi", "mosei": "synthetic-mosei", "sims": "synthetic-sims",
-                 "iemocap": "synthetic-iemocap", "synthetic": "synthetic"}
-BACKBONE_FLAGS = ("proj_dim", "num_heads", "nlevels", "attn_dropout", "attn_dropout_a", "attn_dropout_v",
-                  "relu_dropout", "res_dropout", "embed_dropout", "out_dropout")
+DESCRIPTION = """Multimodal learning with missing modalities: train, evaluate, predict, explain, run notebook grids.
+`python -m mplmm` is the same command. Each subcommand has --help; `mplmm train` takes one flag per training and
+backbone option (the reference main.py's names, such as --drop_rate or --num_epochs, are accepted too)."""
+#: the MPLMM keys that have flags of their own (the reference's --prompt_length among them)
+MPLMM_FLAGS = tuple(s.name for s in specs(MPLMMConfig) if s.flag and s.name not in MulTConfig.__dataclass_fields__)
 
 
-def _data_options(args) -> dict:
-    """``load_dataset`` keywords from the data flags (size, seq_lens, drop_empty, label flags)."""
-    opts = dict(_label_flags(args))
-    if getattr(args, "size", None) is not None:
-        opts["size"] = args.size
-    if getattr(args, "seq_lens", None):
-        opts["seq_lens"] = tuple(args.seq_lens)
-    if getattr(args, "drop_empty", False):
-        opts["drop_empty"] = True
-    if getattr(args, "trust_pickle", False):
-        opts["trust_pickle"] = True
-    return opts
-
-
-def _source(args) -> str:
-    return args.data_path or SYNTHETIC_FOR.get(args.dataset.lower(), args.dataset)
+def _data_options(args) -> DataOptions:
+    """The data flags given, checked."""
+    return from_dict(DataOptions, flag_values(args, DataOptions), "DataOptions")
 
 
 def _dataset(args) -> "MultimodalDataset":  # noqa: F821
     from .data import load_dataset
 
-    return load_dataset(_source(args), **_data_options(args))
+    opts = _data_options(args)
+    return load_dataset(opts.source(), **opts.load_options())
 
 
 def _model_and_data(args, for_prediction: bool = False):
@@ -54,71 +54,17 @@ def _model_and_data(args, for_prediction: bool = False):
     from .utils import resolve_device
 
     model = load_model(args.checkpoint, device=resolve_device(args.device))
-    ds = prepare_data(model, _source(args), for_prediction=for_prediction, verbose=True, **_data_options(args))
+    opts = _data_options(args)
+    ds = prepare_data(model, opts.source(), for_prediction=for_prediction, verbose=True, **opts.load_options())
     for note in ds.notes:
         if "checkpoint" in note or "trained lengths" in note:
             print(f"mplmm: {note}", file=sys.stderr)
     return model, ds
 
 
-def _label_flags(args) -> dict:
-    """The label options given on the command line (``--label_range`` ... ``--metric_family``)."""
-    out = {"label_range": args.label_range, "threshold": args.threshold, "task": args.task,
-           "class_names": args.class_names.split(",") if args.class_names else None,
-           "metric_family": args.metric_family}
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _add_label_flags(p: argparse.ArgumentParser) -> None:
-    from .metrics import FAMILIES
-
-    p.add_argument("--label_range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="regression label scale (default: the MOSI/SIMS scale when recognised, else inferred from "
-                        "the training split)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="generic regression family: binary accuracy/F1 threshold (default 0 for a range symmetric "
-                        "around 0, else the midpoint)")
-    p.add_argument("--task", default=None, choices=("regression", "classification"),
-                   help="classification for integer class labels (string labels are classes anyway)")
-    p.add_argument("--class_names", default=None, help="comma-separated class names in class-index order")
-    p.add_argument("--metric_family", default=None, choices=FAMILIES,
-                   help="metric set (default: recognised from the data; see docs/protocol_metrics.md)")
-
-
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="synthetic",
-                   help="dataset name: synthetic (default, embedded), mosi, mosei, sims, iemocap; without "
-                        "--data_path the named synthetic stand-in is used")
-    p.add_argument("--data_path", default=None,
-                   help="file or folder in any supported format (MulT/MMSA pickle, .npz, MMIN IEMOCAP folder)")
-    p.add_argument("--size", type=float, default=None, help="synthetic data only: split-size scale factor")
-    p.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
-                   help="pad/truncate (files) or generate (synthetic) these sequence lengths")
-    p.add_argument("--trust_pickle", action="store_true",
-                   help="read a .pkl with plain pickle, which runs any code the file names: only for a file you "
-                        "trust (default: a restricted reader that loads arrays, strings, numbers and containers)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
-    p.add_argument("--drop_empty", action="store_true",
-                   help="drop samples that have no modality at all (default: a one-line error naming the first)")
-    _add_label_flags(p)
-
-
-def _model_config(args) -> dict:
-    cfg = {}
-    mapping = {"proj_dim": "d", "nlevels": "layers"}
-    for flag in BACKBONE_FLAGS:
-        value = getattr(args, flag)
-        if value is not None:
-            cfg[mapping.get(flag, flag)] = value
-    if args.model == "mplmm":
-        if args.prompt_length is not None:
-            cfg["prompt_length"] = args.prompt_length
-        if args.prompt_init is not None:
-            cfg["prompt_init"] = args.prompt_init
-        if args.gen_projection is not None:
-            cfg["gen_projection"] = args.gen_projection
-    if args.no_attn_mask:
-        cfg["attn_mask"] = False
+def _model_keys(args) -> dict:
+    """The model keys given: the backbone and MPLMM flags (as given, aliases included), then ``--model_arg``."""
+    cfg = flag_values(args, MPLMMConfig)
     for item in args.model_arg or []:
         key, _, raw = item.partition("=")
         try:
@@ -128,22 +74,22 @@ def _model_config(args) -> dict:
     return cfg
 
 
-def cmd_train(args) -> int:
-    from .train import TrainConfig, train
+def train_config(args) -> TrainConfig:
+    """The checked :class:`~mplmm.train.TrainConfig` of ``train``'s flags (the model: ``--model``, else ``mplmm``
+    with ``--pretrained``, else ``mult``)."""
+    keys = canonical(TrainConfig, flag_values(args, TrainConfig), "TrainConfig")
+    model = keys.setdefault("model", "mplmm" if keys.get("pretrained") else "mult")
+    model_config = canonical(config_class(model), _model_keys(args), f"model {model!r}")  # saved under its names
+    keys.update(model_config=model_config, progress=not args.quiet)
+    return from_dict(TrainConfig, keys, "TrainConfig")
 
-    if args.model is None:
-        args.model = "mplmm" if args.pretrained_model else "mult"
-    if args.prompt_dim is not None and args.proj_dim is not None and args.prompt_dim != args.proj_dim:
-        raise ConfigError("--prompt_dim must equal --proj_dim (generated features enter d-dim transformers)")
-    cfg = TrainConfig(model=args.model, model_config=_model_config(args), epochs=args.num_epochs,
-                      batch_size=args.batch_size, lr=args.lr, optim=args.optim, clip=args.clip, when=args.when,
-                      early_stopping=args.early_stopping, protocol=args.protocol, train_rate=args.drop_rate,
-                      test_rate=args.test_rate, seed=args.seed, eval_seed=args.eval_seed, device=args.device,
-                      amp=args.amp, tf32=args.tf32, deterministic=args.deterministic,
-                      pretrained=args.pretrained_model, select_metric=args.select,
-                      progress=not args.quiet).validate()  # before reading data: a typo fails in a second
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    cfg = train_config(args)  # before reading data: a typo fails in a second
     ds = _dataset(args)
-    out = Path(args.out or (Path("runs") / (args.name or f"{args.model}_{ds.name}_seed{args.seed}")))
+    out = Path(args.out or (Path("runs") / (args.name or f"{cfg.model}_{ds.name}_seed{cfg.seed}")))
     result = train(cfg, ds, out, resume=not args.restart)
     m = result.metrics
     used = m["train_samples"]
@@ -177,8 +123,9 @@ def cmd_evaluate(args) -> int:
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in res.items()}, indent=2))
     _print_patterns(patterns)
     if args.out:
-        write_json(args.out, {"checkpoint": args.checkpoint, "spec": spec.to_dict(), "split": args.split, **res,
-                              "by_pattern": patterns})
+        path = write_json(Path(args.out) / "evaluate.json", {"checkpoint": args.checkpoint, "spec": spec.to_dict(),
+                                                             "split": args.split, **res, "by_pattern": patterns})
+        print(f"wrote {path}")
     return 0
 
 
@@ -252,8 +199,7 @@ def cmd_import(args) -> int:
     from .data.importer import import_features
 
     path, ds = import_features(args.labels, args.text, args.audio, args.vision, args.out, name=args.name,
-                               seq_lens=tuple(args.seq_lens) if args.seq_lens else None,
-                               drop_empty=args.drop_empty, **_label_flags(args))
+                               **_data_options(args).load_options(("seq_lens", "drop_empty", *LABEL_OPTIONS)))
     sizes = "; ".join(f"{k} {len(ds[k])} ({v})" for k, v in ds.presence_summary().items())
     print(f"wrote {path}: {sizes}; dims {ds.dims}, seq_lens {ds.seq_lens} (lengths recorded)")
     for note in ds.notes:
@@ -264,25 +210,26 @@ def cmd_import(args) -> int:
 def cmd_params(args) -> int:
     from .models import create_model
 
+    keys = canonical(TrainConfig, flag_values(args, TrainConfig), "TrainConfig")
+    name, pretrained = keys.get("model", TrainConfig.model), keys.get("pretrained")
     ds = _dataset(args)
-    model = create_model(args.model, dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
-                         **_model_config(args))
-    if args.pretrained_model:
+    model = create_model(name, dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim, **_model_keys(args))
+    if pretrained:
         from .checkpoint import read_checkpoint
 
-        ck = read_checkpoint(args.pretrained_model)
+        ck = read_checkpoint(pretrained)
         model.load_pretrained_backbone(ck["state_dict"], ck["model_config"])
     elif model.uses_pretrained_backbone:
         # freeze exactly what a transfer would freeze, using a fresh backbone of the same sizes
         src = create_model("mult", dims=ds.dims, seq_lens=ds.seq_lens, output_dim=ds.output_dim,
-                  **{k: v for k, v in model.config.items() if k in ("d", "num_heads", "layers")})
+                           **{k: v for k, v in model.config.items() if k in BACKBONE_KEYS})
         model.load_pretrained_backbone(src.state_dict(), src.config)
     counts = model.parameter_counts()
-    print(f"{args.model} on {ds.name} dims {ds.dims} seq_lens {ds.seq_lens}: "
+    print(f"{name} on {ds.name} dims {ds.dims} seq_lens {ds.seq_lens}: "
           f"total {counts['total']:,}  trainable {counts['trainable']:,}  frozen {counts['frozen']:,}")
     if args.verbose:
-        for name, n in model.trainable_parameters():
-            print(f"  {name:60s} {n:>10,}")
+        for pname, n in model.trainable_parameters():
+            print(f"  {pname:60s} {n:>10,}")
     return 0
 
 
@@ -323,7 +270,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mplmm", description=__doc__,
+    parser = argparse.ArgumentParser(prog="mplmm", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_evaluate, _add_curve, _add_predict, _add_explain, _add_synth, _add_import,
@@ -332,72 +279,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The data flags every data-reading subcommand shares (:class:`~mplmm.data.options.DataOptions`) and
+    ``--device``."""
+    group = p.add_argument_group("data (DataOptions)")
+    add_flags(group, DataOptions)
+    add_flags(group, TrainConfig, ["device"], keep_defaults=True)
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """The model's keys: the MulT backbone's, MPLMM's prompt keys, any other key through ``--model_arg``."""
+    add_flags(p.add_argument_group("MulT backbone (MulTConfig; mult, mult_zero, mult_dropout, mplmm, dcp)"), MulTConfig)
+    add_flags(p.add_argument_group("MPLMM prompts (MPLMMConfig; --model mplmm)"), MPLMMConfig, MPLMM_FLAGS)
+    p.add_argument_group("any model key").add_argument(
+        "--model_arg", action="append", metavar="KEY=VALUE",
+        help="a key of the chosen model's config (JSON value, else a string), repeatable, e.g. --model_arg "
+             "type_prompts=false; every model's keys: docs/training.md, 'Every name, one vocabulary'")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    """``train``: data, schedule and selection flags, then the model and runtime ones."""
-    t = sub.add_parser("train", help="pre-train (complete data) or prompt-tune (from --pretrained_model)")
+    """``train``: the data flags, one flag per TrainConfig field, the model's keys, the run folder."""
+    t = sub.add_parser("train", help="pre-train (complete data) or prompt-tune (from --pretrained)",
+                       description="Train one model. The reference main.py's flag names are accepted too (--drop_rate, "
+                                   "--num_epochs, --proj_dim, --nlevels, --select, --pretrained_model, ...).")
     _add_data_flags(t)
-    t.add_argument("--model", default=None, help="registered model (python -m mplmm models); default: mult, "
-                   "or mplmm when --pretrained_model is given")
-    t.add_argument("--pretrained_model", default=None, help="best.pt of a 'mult' run: prompt-tune from it "
-                   "(backbone frozen; projections and head re-initialised)")
-    t.add_argument("--drop_rate", type=float, default=0.0,
-                   help="training missing rate: share of samples with >=1 missing modality (0 for pre-training; "
-                        "the reference README uses 0.7 for prompt tuning)")
-    t.add_argument("--test_rate", type=float, default=None,
-                   help="missing rate of the fixed valid/test masks (default: same as --drop_rate)")
-    t.add_argument("--protocol", default="modality", choices=PROTOCOLS,
-                   help="missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR), observed (no "
-                        "simulated drops: the data as it is)")
-    t.add_argument("--name", default=None, help="run name (folder under runs/ unless --out is given)")
-    t.add_argument("--out", default=None, help="output folder (best.pt, last.pt, metrics.json, history.csv)")
-    t.add_argument("--seed", type=int, default=666, help="training seed (reference default 666)")
-    t.add_argument("--eval_seed", type=int, default=0, help="seed of the fixed evaluation masks (shared by "
-                   "all methods)")
-    t.add_argument("--num_epochs", type=int, default=40, help="epochs (reference default 40)")
-    t.add_argument("--batch_size", type=int, default=64, help="batch size (reference default 64)")
-    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (reference default 1e-3)")
-    t.add_argument("--optim", default="Adam", help="torch.optim class name (reference default Adam)")
-    t.add_argument("--clip", type=float, default=0.8, help="gradient-norm clip (reference default 0.8)")
-    t.add_argument("--when", type=int, default=10, help="ReduceLROnPlateau patience in epochs (default 10)")
-    t.add_argument("--early_stopping", type=int, default=None, help="stop after N epochs without validation "
-                   "improvement (default: off)")
-    t.add_argument("--select", default="loss", help="selection criterion on validation: loss (default) or a "
-                   "metric name such as Non0_acc_2")
+    add_flags(t.add_argument_group("training (TrainConfig)"), TrainConfig,
+              [s.name for s in specs(TrainConfig) if s.name != "device"],
+              default_text={"model": "default mult, or mplmm with --pretrained"})
     _add_model_flags(t)
-    t.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    t.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convolutions on CUDA (default off)")
-    t.add_argument("--deterministic", action="store_true",
-                   help="deterministic algorithms only (an error for ops without one), deterministic cuDNN and "
-                        "CUBLAS_WORKSPACE_CONFIG: a run repeats bit for bit on the same machine (slower on CUDA)")
-    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    run = t.add_argument_group("run")
+    run.add_argument("--name", default=None, help="run name (folder under runs/ unless --out is given)")
+    run.add_argument("--out", default=None, help="output folder (best.pt, last.pt, metrics.json, history.csv)")
+    run.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-
-
-def _add_model_flags(t: argparse.ArgumentParser) -> None:
-    """``train``'s model flags: the MulT backbone, MPLMM's prompts, any other model key."""
-    for flag, typ, help_ in (("proj_dim", int, "transformer width d (default 30)"),
-                             ("num_heads", int, "attention heads (default 5)"),
-                             ("nlevels", int, "layers per transformer (default 5)"),
-                             ("attn_dropout", float, "attention dropout, text source / memory (default 0.1)"),
-                             ("attn_dropout_a", float, "attention dropout, audio source (default 0.1)"),
-                             ("attn_dropout_v", float, "attention dropout, vision source (default 0.1)"),
-                             ("relu_dropout", float, "feed-forward dropout (default 0.1)"),
-                             ("res_dropout", float, "residual dropout (default 0.1)"),
-                             ("embed_dropout", float, "embedding dropout (default 0.25)"),
-                             ("out_dropout", float, "head dropout (default 0.1)")):
-        t.add_argument(f"--{flag}", type=typ, default=None, help=help_)
-    t.add_argument("--prompt_dim", type=int, default=None, help="must equal --proj_dim (kept for compatibility)")
-    t.add_argument("--prompt_length", type=int, default=None, help="MPLMM prompt length P (default 16)")
-    t.add_argument("--prompt_init", choices=("lora", "zeros"), default=None,
-                   help="MPLMM prompt initialisation: lora (default; missing-type prompts learn) or zeros (the "
-                        "released code: missing-type prompts stay zero)")
-    t.add_argument("--gen_projection", choices=("conv", "bypass"), default=None,
-                   help="generated modalities through a learnable Conv1d as in the paper figure (conv, default) "
-                        "or bypassing it as the released code (bypass)")
-    t.add_argument("--no_attn_mask", action="store_true", help="disable MulT's offset causal attention mask")
-    t.add_argument("--model_arg", action="append", metavar="KEY=VALUE",
-                   help="extra model keyword argument (JSON value), repeatable")
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
@@ -405,14 +320,10 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     _add_data_flags(p)
     p.add_argument("checkpoint", help="best.pt written by train")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split (default test)")
-    p.add_argument("--protocol", default="modality", choices=PROTOCOLS,
-                   help="protocol of the simulated drops (observed: none, the data as it is)")
-    p.add_argument("--eval_seed", type=int, default=0, help="mask seed (default 0)")
-    p.add_argument("--out", default=None, help="where to write results")
+    add_flags(p, TrainConfig, ["protocol", "eval_seed", "amp"], keep_defaults=True,
+              help={"amp": "for inference also on CPUs with native bfloat16 (AVX512-BF16/AMX); fp32 elsewhere",
+                    "eval_seed": "the mask seed"})
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast for inference on CUDA and on CPUs with native bfloat16 (AVX512-BF16/"
-                        "AMX); fp32 elsewhere")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -421,6 +332,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_eval_flags(e)
     e.add_argument("--test_rate", type=float, default=0.0, help="missing rate of the fixed masks (default 0)")
     e.add_argument("--mode", type=int, default=None, choices=range(7), help="force one missing mode 0..6")
+    e.add_argument("--out", default=None, help="folder for evaluate.json (default: none written)")
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -431,6 +343,8 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rates", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)],
                    help="test missing rates (default 0.0 0.1 ... 1.0)")
     c.add_argument("--mask_seeds", type=int, nargs="+", default=[0, 1, 2], help="mask seeds (default 0 1 2)")
+    c.add_argument("--out", default=None, help="folder for curve.csv, per_mode.csv and curve.json (default: "
+                   "<checkpoint folder>/curve)")
     c.set_defaults(func=cmd_curve)
 
 
@@ -445,12 +359,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--mode", type=int, default=None, choices=range(7),
                     help="what-if: force one missing mode 0..6 (never a modality a sample lacks)")
     pr.add_argument("--test_rate", type=float, default=0.0, help="what-if: simulated missing rate (default 0)")
-    pr.add_argument("--protocol", default="modality", choices=[p for p in PROTOCOLS if p != "frame"],
-                    help="protocol of the what-if drops (default modality)")
-    pr.add_argument("--eval_seed", type=int, default=0, help="seed of the what-if drops (default 0)")
-    pr.add_argument("--batch_size", type=int, default=64,
-                    help="samples per forward pass (default 64; memory grows with it)")
-    pr.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA and on CPUs with native bfloat16")
+    add_flags(pr, TrainConfig, ["protocol", "eval_seed", "batch_size", "amp"], keep_defaults=True,
+              choices={"protocol": [p for p in PROTOCOLS if p != "frame"]},
+              help={"protocol": "of the what-if drops", "eval_seed": "of the what-if drops",
+                    "batch_size": "samples per forward pass; memory grows with it",
+                    "amp": "also on CPUs with native bfloat16"})
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)
 
@@ -491,12 +404,9 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
         i.add_argument(f"--{m}", required=True, help=f"{m} features: a folder of <id>.npy files ((T, D) or (D,)) "
                        "or an .npz archive with one entry per id")
     i.add_argument("--out", required=True, help="the .npz to write")
-    i.add_argument("--drop_empty", action="store_true",
-                   help="drop ids without any modality (default: a one-line error naming the first)")
     i.add_argument("--name", default=None, help="dataset name (default: the output file's stem)")
-    i.add_argument("--seq_lens", type=int, nargs=3, default=None, metavar=("T_L", "T_A", "T_V"),
-                   help="truncate/pad to these lengths (default: the longest utterance per modality)")
-    _add_label_flags(i)
+    add_flags(i, DataOptions, ("seq_lens", "drop_empty", *LABEL_OPTIONS),
+              default_text={"seq_lens": "default: the longest utterance per modality"})
     i.set_defaults(func=cmd_import)
 
 
@@ -504,17 +414,9 @@ def _add_params(sub: argparse._SubParsersAction) -> None:
     """``params``: parameter counts of a model on a dataset."""
     p = sub.add_parser("params", help="trainable / frozen parameter counts of a model on a dataset")
     _add_data_flags(p)
-    p.add_argument("--model", default="mplmm", help="registered model name")
-    p.add_argument("--pretrained_model", default=None, help="freeze as after transfer from this checkpoint")
+    add_flags(p, TrainConfig, ["model", "pretrained"], help={"pretrained": "freeze as after this transfer"})
     p.add_argument("--verbose", action="store_true", help="list every trainable tensor")
-    for flag in BACKBONE_FLAGS:
-        p.add_argument(f"--{flag}", type=float if "dropout" in flag else int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--prompt_length", type=int, default=None, help="MPLMM prompt length P")
-    p.add_argument("--prompt_init", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--gen_projection", choices=("conv", "bypass"), default=None,
-                   help="conv (default) or bypass (the released code's count)")
-    p.add_argument("--no_attn_mask", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model_arg", action="append", metavar="KEY=VALUE", help="extra model keyword argument")
+    _add_model_flags(p)
     p.set_defaults(func=cmd_params)
 
 

@@ -26,8 +26,8 @@ else
     DEV=cuda; SEQ="50 375 500"; SIZE=1.0; EPOCHS=2; BENCH=""
 fi
 # synthetic-mosi at MOSI-unaligned shapes (dims 300/5/20; SIZE 1.0 = MOSI's 1,284/229/686 samples), d=30, P=16
-DATA="--dataset mosi --seq_lens $SEQ --size $SIZE --device $DEV"
-TRAIN="py -m mplmm train $DATA --quiet --num_epochs $EPOCHS"
+DATA="--dataset synthetic-mosi --seq_lens $SEQ --size $SIZE --device $DEV"
+TRAIN="py -m mplmm train $DATA --quiet --epochs $EPOCHS"
 HELP="$PY scripts/gpu_smoke.py"
 
 ROWS=()
@@ -50,21 +50,21 @@ PRE=$OUT/pretrain TUNE=$OUT/tune_fp32 TUNE_BF16=$OUT/tune_bf16
 row "pretrain mult ($EPOCHS epochs, $DEV)" \
     "$TRAIN --model mult --out $PRE && $HELP metric $PRE"
 row "prompt-tune mplmm fp32" \
-    "$TRAIN --pretrained_model $PRE/best.pt --drop_rate 0.7 --out $TUNE && $HELP metric $TUNE"
+    "$TRAIN --pretrained $PRE/best.pt --train_rate 0.7 --out $TUNE && $HELP metric $TUNE"
 row "prompt-tune mplmm bf16 (--amp)" \
-    "$TRAIN --pretrained_model $PRE/best.pt --drop_rate 0.7 --amp --out $TUNE_BF16 && $HELP metric $TUNE_BF16"
+    "$TRAIN --pretrained $PRE/best.pt --train_rate 0.7 --amp --out $TUNE_BF16 && $HELP metric $TUNE_BF16"
 
 # resumed = uninterrupted: 2 epochs in one go vs 1 epoch, then resumed from last.pt (deterministic, dropout on)
-RES="py -m mplmm train --dataset mosi --seq_lens $SEQ --size 0.25 --device $DEV --quiet --deterministic \
- --pretrained_model $PRE/best.pt --drop_rate 0.7 --model_arg frozen_dropout=true"
+RES="py -m mplmm train --dataset synthetic-mosi --seq_lens $SEQ --size 0.25 --device $DEV --quiet --deterministic \
+ --pretrained $PRE/best.pt --train_rate 0.7 --model_arg frozen_dropout=true"
 row "resumed vs uninterrupted (deterministic)" \
-    "$RES --num_epochs 2 --out $OUT/full && $RES --num_epochs 1 --out $OUT/resumed \
-     && $RES --num_epochs 2 --out $OUT/resumed && $HELP same-weights $OUT/full/last.pt $OUT/resumed/last.pt 0"
+    "$RES --epochs 2 --out $OUT/full && $RES --epochs 1 --out $OUT/resumed \
+     && $RES --epochs 2 --out $OUT/resumed && $HELP same-weights $OUT/full/last.pt $OUT/resumed/last.pt 0"
 
-EVAL="py -m mplmm evaluate $TUNE/best.pt --dataset mosi --seq_lens $SEQ --size $SIZE --test_rate 0.5"
+EVAL="py -m mplmm evaluate $TUNE/best.pt --dataset synthetic-mosi --seq_lens $SEQ --size $SIZE --test_rate 0.5"
 row "evaluate: $DEV vs cpu, same checkpoint" \
-    "$EVAL --device $DEV --out $OUT/eval_dev.json && $EVAL --device cpu --out $OUT/eval_cpu.json \
-     && $HELP same-numbers $OUT/eval_dev.json $OUT/eval_cpu.json 1e-4 loss,MAE,Corr,missing_entry_fraction"
+    "$EVAL --device $DEV --out $OUT/eval_dev && $EVAL --device cpu --out $OUT/eval_cpu \
+     && $HELP same-numbers $OUT/eval_dev/evaluate.json $OUT/eval_cpu/evaluate.json 1e-4 loss,MAE,Corr,missing_entry_fraction"
 row "curve (11 rates x 1 mask seed + 7 modes)" \
     "py -m mplmm curve $TUNE/best.pt $DATA --mask_seeds 0 --quiet --out $OUT/curve > $OUT/curve.log \
      && grep 'area under' $OUT/curve.log"

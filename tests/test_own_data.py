@@ -266,7 +266,7 @@ def test_unknown_model_keys_everywhere(capsys, tmp_path):
         create_model("mplm", dims=(3, 3, 3), seq_lens=(2, 2, 2))
     _one_line_exit2(capsys, ["train", "--model_arg", "prompt_lenght=4", "--model", "mplmm"],
                     "unknown key 'prompt_lenght' (did you mean 'prompt_length'?)")
-    with pytest.raises(ConfigError, match="model_config key 'dims' comes from the data"):
+    with pytest.raises(ConfigError, match=r"model 'mplmm': key 'dims': expected no value \(it comes from the data\)"):
         TrainConfig(model_config={"dims": [1, 2, 3]}).validate()
     grid = {"name": "typo", "output_root": str(tmp_path / "g"), "stages": [
         {"name": "pre", "notebook": "notebooks/01_train.ipynb", "params": {"epochs": 1},
@@ -279,16 +279,19 @@ def test_unknown_model_keys_everywhere(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--batch_size", "0"], "batch_size: expected an integer >= 1, got 0"),
-    (["--num_epochs", "0"], "epochs: expected an integer >= 1, got 0"),
-    (["--lr", "-1"], "lr: expected a number > 0"),
-    (["--drop_rate", "1.5"], "train_rate: expected a number <= 1"),
-    (["--test_rate", "-0.1"], "test_rate: expected a number >= 0"),
-    (["--model", "mplmm", "--prompt_length", "0"], "key 'prompt_length': expected an integer >= 1, got 0"),
-    (["--num_heads", "4"], "d=30 must be divisible by num_heads=4"),
-    (["--optim", "Adamm"], "optim: expected a torch.optim optimizer"),
-    (["--select", "Non0_acc2"], "did you mean 'Non0_acc_2'"),
-    (["--attn_dropout", "1.2"], "a dropout rate must lie in [0, 1)"),
+    (["--batch_size", "0"], "TrainConfig: key 'batch_size': expected an integer >= 1, got 0"),
+    (["--num_epochs", "0"], "TrainConfig: key 'epochs': expected an integer >= 1, got 0"),
+    (["--lr", "-1"], "TrainConfig: key 'lr': expected a number > 0, got -1.0"),
+    (["--drop_rate", "1.5"], "TrainConfig: key 'train_rate': expected a number in [0, 1], got 1.5"),
+    (["--test_rate", "-0.1"], "TrainConfig: key 'test_rate': expected a number in [0, 1] or None, got -0.1"),
+    (["--model", "mplmm", "--prompt_length", "0"],
+     "model 'mplmm': key 'prompt_length': expected an integer >= 1, got 0"),
+    (["--num_heads", "4"], "model 'mult': key 'num_heads': expected a divisor of d=30, got 4"),
+    (["--optim", "Adamm"], "TrainConfig: key 'optim': expected a torch.optim optimizer"),
+    (["--select", "Non0_acc2"], "TrainConfig: key 'select_metric': expected one of loss, "),
+    (["--select_metric", "Non0_acc2"], "(did you mean 'Non0_acc_2'?), got 'Non0_acc2'"),
+    (["--attn_dropout", "1.2"], "model 'mult': key 'attn_dropout': expected a number in [0, 1), got 1.2"),
+    (["--dataset", "mosi"], "--dataset mosi reads the real mosi features: give their file or folder with --data_path"),
 ])
 def test_numeric_flags_are_validated(argv, fragment, capsys, tmp_path):
     out = tmp_path / "run"
