@@ -19,11 +19,13 @@ def test_stage_semantics_and_test_rate_sentinel():
     assert tune.train_rate == 0.7 and tune.eval_spec().rate == 0.7 and tune.pretrained == "x/best.pt"
     scratch = stage_config("train", model="mult_dropout", train_rate=0.5, test_rate=0.2, pretrained="ignored.pt")
     assert scratch.eval_spec().rate == 0.2 and scratch.pretrained is None
-    with pytest.raises(ConfigError, match="stage 'prompt-tune' needs `pretrained`"):
+    with pytest.raises(ConfigError, match=r"stage_config: key 'pretrained': expected the best.pt of a 'mult' "
+                                          r"pre-training run \(stage 'prompt-tune' starts from it\), got None"):
         stage_config("prompt-tune", model="mplmm")
-    with pytest.raises(ConfigError, match="stage: expected one of"):
+    with pytest.raises(ConfigError, match="stage_config: key 'stage': expected one of 'pretrain', 'prompt-tune', "
+                                          "'train', got 'finetune'"):
         stage_config("finetune", model="mult")
-    with pytest.raises(ConfigError, match="epochs"):
+    with pytest.raises(ConfigError, match="TrainConfig: key 'epochs': expected an integer >= 1, got 0"):
         stage_config("train", model="mult", epochs=0)
 
 
