@@ -23,6 +23,7 @@ exclude_patterns = [
     "_build",
     "_ext",
     "results/*.md",            # tables written by scripts/results_tables.py, included by results.md
+    "_generated",              # pages generated from the code (python -m mplmm.vocabulary), included by others
 ]
 
 # MyST: anchors for headings down to level 4, so that links such as predict.md#absence-is-data resolve
