@@ -55,7 +55,8 @@ def register(name: str) -> Callable[[type], type]:
 
 
 class MissingModalityModel(nn.Module):
-    """Base class: stores its config (for checkpoints) and defines the training-loss hook."""
+    """Base class: built from its typed config (``config_class``; kept as ``settings``), stores it as a plain mapping
+    (``config``, for checkpoints) and defines the training-loss hook."""
 
     registry_name: str = "?"
     #: True when the model is prompt-tuned from a pretrained ``mult`` checkpoint (backbone frozen).
@@ -76,20 +77,13 @@ class MissingModalityModel(nn.Module):
     #: data keys ``dims``, ``seq_lens``, ``output_dim``
     config_class: type = type(None)
 
-    def __init__(self, **config) -> None:
+    def __init__(self, dims, seq_lens, output_dim: int = 1, config: Any = None) -> None:
+        """Check ``config`` (default: the config class's defaults; :func:`mplmm.config.check`) and keep it as
+        ``self.settings``; ``self.config``, what checkpoints store, is the data keys then every key of the config."""
         super().__init__()
-        self.config: dict = dict(config)
-
-    @classmethod
-    def checked_config(cls, config: Any = None) -> Any:
-        """``config`` (default: the config class's defaults) after checking it (:func:`mplmm.config.check`)."""
-        return check(cls.config_class() if config is None else config, f"model {cls.registry_name!r}")
-
-    def store_config(self, dims, seq_lens, output_dim: int, config: Any, **overrides: Any) -> None:
-        """``self.config``, what checkpoints store: the data keys, then every key of ``config`` (``overrides``:
-        values the model resolved, e.g. a default computed from the data)."""
-        self.config = {"dims": list(dims), "seq_lens": list(seq_lens), "output_dim": output_dim, **to_dict(config),
-                       **overrides}
+        self.settings = check(self.config_class() if config is None else config, f"model {self.registry_name!r}")
+        self.config: dict = {"dims": list(dims), "seq_lens": list(seq_lens), "output_dim": output_dim,
+                             **to_dict(self.settings)}
 
     def train(self, mode: bool = True) -> "MissingModalityModel":
         """Set training mode; submodules whose parameters are ALL frozen stay in inference mode (no dropout inside

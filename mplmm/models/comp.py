@@ -142,10 +142,10 @@ class ComP(MissingModalityModel):
     config_class = ComPConfig
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[ComPConfig] = None) -> None:
-        super().__init__()
-        cfg = self.checked_config(config)
+        super().__init__(dims, seq_lens, output_dim, config)
+        cfg = self.settings
         seq_len = int(cfg.seq_len) if cfg.seq_len else max(1, min(min(seq_lens), 32))
-        self.store_config(dims, seq_lens, output_dim, cfg, seq_len=seq_len)
+        self.config["seq_len"] = seq_len  # resolved from the data when not given
         self.seq_len, self.lbd, self.prompt_dim = seq_len, cfg.lbd, cfg.prompt_dim
         self.stage1_steps, self.modulate_grads, self.batch_prototypes = (cfg.stage1_steps, cfg.modulate_grads,
                                                                          cfg.batch_prototypes)

@@ -63,9 +63,8 @@ class DCP(MissingModalityModel):
     uses_pretrained_backbone = True
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[DCPConfig] = None) -> None:
-        super().__init__()
-        cfg = self.checked_config(config)
-        self.store_config(dims, seq_lens, output_dim, cfg)
+        super().__init__(dims, seq_lens, output_dim, config)
+        cfg = self.settings
         n_prompt, reduction = cfg.n_prompt, cfg.reduction
         self.backbone = MulTBackbone(tuple(dims), output_dim, cfg)
         self.n, self.zero_missing_readout = n_prompt, cfg.zero_missing_readout

@@ -134,9 +134,8 @@ class EMTDLFR(MissingModalityModel):
     config_class = EMTDLFRConfig
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[EMTDLFRConfig] = None) -> None:
-        super().__init__()
-        cfg = self.checked_config(config)
-        self.store_config(dims, seq_lens, output_dim, cfg)
+        super().__init__(dims, seq_lens, output_dim, config)
+        cfg = self.settings
         width, outs = cfg.d, cfg.subnet_out
         self.depth, self.w_attra, self.w_recon = cfg.depth, cfg.w_attra, cfg.w_recon
         self.subnets = nn.ModuleList(SubNet(d, h, o, cfg.subnet_dropout)

@@ -76,9 +76,8 @@ class MMML(MissingModalityModel):
     config_class = MMMLConfig
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MMMLConfig] = None) -> None:
-        super().__init__()
-        cfg = self.checked_config(config)
-        self.store_config(dims, seq_lens, output_dim, cfg)
+        super().__init__(dims, seq_lens, output_dim, config)
+        cfg = self.settings
         self.modalities = modalities = tuple(cfg.modalities)
         self.idx = [MODALITIES.index(m) for m in modalities]
         self.w_unimodal = cfg.w_unimodal

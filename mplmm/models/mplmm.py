@@ -128,9 +128,8 @@ class MPLMM(MissingModalityModel):
     uses_pretrained_backbone = True
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MPLMMConfig] = None) -> None:
-        super().__init__()
-        cfg = self.checked_config(config)
-        self.store_config(dims, seq_lens, output_dim, cfg)
+        super().__init__(dims, seq_lens, output_dim, config)
+        cfg = self.settings
         generative_prompts, signal_prompts, type_prompts = cfg.generative_prompts, cfg.signal_prompts, cfg.type_prompts
         d, P = cfg.d, cfg.prompt_length
         self.d, self.P = d, P

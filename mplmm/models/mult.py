@@ -192,10 +192,8 @@ class MulT(MissingModalityModel):
     config_class = MulTConfig
 
     def __init__(self, dims, seq_lens, output_dim: int = 1, config: Optional[MulTConfig] = None) -> None:
-        super().__init__()
-        config = self.checked_config(config)
-        self.store_config(dims, seq_lens, output_dim, config)
-        self.backbone = MulTBackbone(tuple(dims), output_dim, config)
+        super().__init__(dims, seq_lens, output_dim, config)
+        self.backbone = MulTBackbone(tuple(dims), output_dim, self.settings)
 
     # The backbone's submodules are exposed under MulT's original names (proj_l, trans_l_with_a, ...)
     def __getattr__(self, name: str):
