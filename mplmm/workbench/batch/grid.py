@@ -124,6 +124,10 @@ def _find_notebook(nb: str, root: Path, where: str) -> Path:
 def _coerce(value: Any, declared: str, where: str) -> Any:
     """Check a YAML value against the notebook's declared type (``float`` accepts ints and '1e-3' strings, ``list``
     accepts a single value)."""
+    if declared.startswith("Optional[") and declared.endswith("]"):  # None means "not given"; else the inner type
+        if value is None:
+            return None
+        declared = declared[len("Optional["):-1]
     if isinstance(value, str) and REFERENCE.search(value) and declared not in ("list", "str"):
         raise grid_error(where, f"a run reference fits only str or list parameters, this one is {declared}")
     if declared == "float":
