@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import MODALITIES, MODE_NAMES, MODE_PRESENT
+from .constants import MODALITIES, MODE_NAMES, MODE_PRESENT, Mode
 
 __version__ = "0.1.0"
 
@@ -27,7 +27,7 @@ _LAZY = {
     "explain": ("mplmm.explanation", "explain"),
 }
 
-__all__ = ["MODALITIES", "MODE_NAMES", "MODE_PRESENT", "__version__", *_LAZY]
+__all__ = ["MODALITIES", "MODE_NAMES", "MODE_PRESENT", "Mode", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

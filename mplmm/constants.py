@@ -5,6 +5,8 @@ modality lists, present tables and module names from here.
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 SHORT: dict[str, str] = {"text": "l", "audio": "a", "vision": "v"}
 #: one-letter modality names in :data:`MODALITIES` order (MulT's module names use them: ``proj_l``, ``trans_a_mem``)
@@ -31,6 +33,20 @@ MODE_NAMES: dict[int, str] = {
     6: "complete",
 }
 COMPLETE_MODE = 6
+
+
+class Mode(IntEnum):
+    """The seven missing modes by name (``Mode.COMPLETE == 6``); an ``int`` everywhere a mode number is taken."""
+
+    TEXT_MISSING = 0
+    AUDIO_MISSING = 1
+    VISION_MISSING = 2
+    TEXT_AUDIO_MISSING = 3
+    TEXT_VISION_MISSING = 4
+    AUDIO_VISION_MISSING = 5
+    COMPLETE = 6
+
+
 N_MODES = 7
 #: the present flags of modes 0..6 as rows of a ``(7, 3)`` table (text, audio, vision)
 PRESENT_ROWS: tuple[tuple[bool, bool, bool], ...] = tuple(MODE_PRESENT[k] for k in range(N_MODES))

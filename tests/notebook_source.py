@@ -30,7 +30,7 @@ def source_problems(path: Path) -> list[str]:
         problems.append(f"exactly one cell tagged 'parameters', the second one; found tagged cells {tagged}")
         return problems
     declared = [ln.split(":")[0].split("=")[0].strip() for ln in nb.cells[1].source.splitlines()
-                if ln.strip() and not ln.lstrip().startswith("#")]
+                if ln.strip() and not ln.lstrip().startswith(("#", "from ", "import "))]  # typing imports allowed
     params = pm.inspect_notebook(str(path))
     if list(params) != declared:
         problems.append(f"parameters cell: papermill reads {list(params)} but the cell declares {declared} "

@@ -17,6 +17,7 @@ import papermill as pm
 import pytest
 import yaml
 
+import notebook_checks as C
 from mplmm.workbench.batch import ensure_kernel, run_grid
 from mplmm.workbench.notebook import find_checkpoints
 
@@ -69,6 +70,24 @@ def test_tiny_grid_all_ok(tiny_batch):
         nb = nbformat.read(folder / "notebook.ipynb", as_version=4)
         assert nb.metadata.papermill.parameters["output_dir"] == str(folder)
         assert nb.metadata.kernelspec.name == "mplmm"
+
+
+@pytest.mark.notebook
+def test_every_run_passes_its_notebook_checks(tiny_batch):
+    """What each notebook recorded passes the checks that used to close it (tests/notebook_checks.py)."""
+    out = tiny_batch["out"]
+    stages = {s["name"]: s["notebook"] for s in tiny_batch["spec"]["stages"]}
+    index = pd.read_csv(out / "index.csv")
+    for run, stage in zip(index["run"], index["stage"]):
+        nb = Path(stages[stage]).name
+        if nb.startswith("01_"):
+            C.check_train(out / run)
+        elif nb.startswith("02_"):
+            C.check_robustness(out / run)
+        elif nb.startswith("03_"):
+            C.check_attention(out / run, n_samples=32, split_size=160)
+        elif nb.startswith("04_"):
+            C.check_attributions(out / run)
 
 
 @pytest.mark.notebook
@@ -233,7 +252,7 @@ def test_robustness_notebook_standalone(tmp_path, kernel):
     pm.execute_notebook(str(ROOT / OURS[1]), str(tmp_path / "rob.ipynb"), kernel_name=kernel, cwd=str(ROOT),
                         progress_bar=False, parameters={"output_dir": str(out), "rates": [0.0, 1.0],
                                                         "mask_seeds": [0], "device": "cpu"})
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = C.check_robustness(out)
     assert {r["method"] for r in metrics["curves"]} == {"mplmm"} and len(metrics["curves"]) == 2
     assert all(0 <= r["Non0_acc_2"] <= 1 for r in metrics["curves"])
     assert (out / "robustness.csv").is_file() and (out / "standalone" / "demo_mplmm.pt").is_file()
@@ -247,14 +266,14 @@ def test_tuning_notebook_standalone_then_on_that_journal(tmp_path, kernel):
     pm.execute_notebook(str(ROOT / "notebooks/05_tuning.ipynb"), str(tmp_path / "a.ipynb"), kernel_name=kernel,
                         cwd=str(ROOT), progress_bar=False,
                         parameters={"output_dir": str(out), "trials": 3, "epochs": 1})
-    first = json.loads((out / "metrics.json").read_text())
+    first = C.check_tuning(out)
     assert first["key_metrics"]["trials"] == 3 and first["study"] == "notebook/mult_dropout"
     assert set(first["best_params"]) == {"lr", "batch_size", "model_config.out_dropout"}
     again = tmp_path / "again"
     pm.execute_notebook(str(ROOT / "notebooks/05_tuning.ipynb"), str(tmp_path / "b.ipynb"), kernel_name=kernel,
                         cwd=str(ROOT), progress_bar=False,
                         parameters={"output_dir": str(again), "journal": str(out), "study": "mult_dropout"})
-    second = json.loads((again / "metrics.json").read_text())
+    second = C.check_tuning(again)
     assert second["best_params"] == first["best_params"] and not (again / "optuna_journal.log").exists()
 
 

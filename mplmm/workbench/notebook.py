@@ -9,8 +9,9 @@ Conventions every notebook follows:
   or, under the batch runner, left to the report; pandas precision, seeds, quiet warnings);
 * figures are plain ``plotly.graph_objects.Figure`` shown with :func:`show` (a ``FigureWidget`` does not survive the
   offline HTML report); live plots use ``show(fig, live=True)`` and ``handle.update(new_fig)``;
-* results go to ``output_dir/metrics.json`` (:func:`write_metrics`, schema in :mod:`mplmm.metrics_file`); assertions on
-  them close the notebook.
+* results go to ``output_dir/metrics.json`` through one helper, :func:`record` (schema in :mod:`mplmm.metrics_file`);
+  a notebook holds no assertions: ``tests/test_notebooks.py`` checks what it recorded (the ``store_metadata``
+  pattern of the recommenders repository).
 """
 from __future__ import annotations
 
@@ -114,6 +115,28 @@ def write_metrics(path: Union[str, os.PathLike], metrics: dict[str, Any]) -> Pat
     from ..metrics_file import write_metrics as write
 
     return write(path, metrics)
+
+
+def _recordable(value: Any) -> Any:
+    """DataFrames become lists of records, Series dicts; everything else as it is (the writer converts NumPy)."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict("records")
+    if isinstance(value, pd.Series):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _recordable(v) for k, v in value.items()}
+    return value
+
+
+def record(output_dir: Union[str, os.PathLike], **results: Any) -> dict[str, Any]:
+    """What a notebook found, in one place: ``results`` (DataFrames as lists of records) go to
+    ``output_dir/metrics.json`` through :func:`write_metrics`; the tests read them from there (a notebook holds no
+    assertions of its own). Returns the recorded dict."""
+    recorded = {k: _recordable(v) for k, v in results.items()}
+    write_metrics(Path(output_dir) / "metrics.json", recorded)
+    return recorded
 
 
 def show(fig: Any, live: bool = False):
