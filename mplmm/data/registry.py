@@ -44,7 +44,7 @@ def _in_folder(folder: Path) -> tuple[str, Path, str]:
     """Pick the data file inside a folder: MMIN layout, else one .npz, else one pickle."""
     if is_iemocap_folder(folder):
         return "iemocap_mmin", folder, "folder with A/ V/ L/ target/ (MMIN IEMOCAP layout)"
-    for exts, why in (((".npz",), "the folder's .npz (preferred over pickles)"),
+    for exts, why in (((".npz",), "the folder's .npz, preferred over pickles"),
                       (PICKLE_EXT, "the folder's only pickle")):
         found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
         if len(found) == 1:
