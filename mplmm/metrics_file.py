@@ -37,6 +37,8 @@ class MetricsSchema:
     parameters: Optional[dict] = option(None, "parameter counts: total, trainable, frozen")
     best_epoch: Optional[int] = option(None, "the epoch selected on validation")
     epochs_run: Optional[int] = option(None, "epochs trained (early stopping may end sooner)")
+    compute: Optional[dict] = option(None, "what training cost: epochs, seconds, the pretrained backbone's, and "
+                                     "total_epochs / total_seconds of the whole pipeline")
     n_samples: Optional[int] = option(None, "samples an interpretation notebook looked at")
     primary_metric: Optional[str] = option(None, "the headline metric, a key of test and valid")
     test: Optional[dict] = option(None, "test-split metrics {name: number} under the fixed evaluation masks")
@@ -48,7 +50,8 @@ class MetricsSchema:
     mask_seeds: Optional[list] = option(None, "seeds of the fixed test masks")
     label: Optional[str] = option(None, "a robustness run's name for its set of checkpoints (e.g. tuned, default); "
                                   "'' for none")
-    runs: Optional[list] = option(None, "records of the checkpoints evaluated: path, run, model, seed, method")
+    runs: Optional[list] = option(None, "records of the checkpoints evaluated: path, run, model, seed, method, "
+                                  "epochs and train_seconds (whole pipeline)")
     curves: Optional[list] = option(None, "records: method, seed, rate, mask_seed and one column per metric")
     summary: Optional[list] = option(None, "records: method, rate, mean, std, n_seeds of metric")
     auc: Optional[list] = option(None, "records: method, seed, auc")

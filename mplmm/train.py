@@ -147,8 +147,25 @@ def build_model(cfg: TrainConfig, ds: MultimodalDataset) -> tuple[MissingModalit
         except NotImplementedError as exc:
             raise ValueError(f"--pretrained_model given, but {exc}") from exc
         transfer = {"from": str(cfg.pretrained), "copied": len(transfer["copied"]),
-                    "skipped": transfer["skipped"]}
+                    "skipped": transfer["skipped"], "compute": ckpt.get("compute")}
     return model, transfer
+
+
+def training_compute(history: list[dict], transfer: Optional[dict]) -> dict:
+    """What a run cost: its own epochs and training seconds (validation included), the backbone's (from the
+    pretrained checkpoint's record; ``None`` when there is none or it predates the record) and the whole pipeline's,
+    ``total_epochs`` / ``total_seconds`` (``None`` when the backbone's cost is unknown)."""
+    own = {"epochs": len(history), "seconds": round(float(sum(h.get("seconds", 0.0) for h in history)), 3)}
+    backbone = None
+    if transfer is not None:
+        prior = transfer.get("compute") or {}
+        if prior.get("total_epochs") is not None:
+            backbone = {"epochs": int(prior["total_epochs"]), "seconds": float(prior["total_seconds"])}
+    known = transfer is None or backbone is not None
+    return {**own, "backbone": backbone,
+            "total_epochs": own["epochs"] + (backbone["epochs"] if backbone else 0) if known else None,
+            "total_seconds": round(own["seconds"] + (backbone["seconds"] if backbone else 0.0), 3) if known
+            else None}
 
 
 def check_select_metric(name: str, ds: MultimodalDataset, where: str = "TrainConfig") -> None:
@@ -428,7 +445,7 @@ def _finish(run: _Run, stopped: bool) -> TrainResult:
     if run.out is not None:
         save_checkpoint(run.out / "best.pt", model, train_config=run.config_dict, epoch=best_epoch,
                         frozen=run.frozen, valid=final["valid"], test=final["test"], data=run.data_sig,
-                        preprocessing=run.ds.preprocessing)
+                        preprocessing=run.ds.preprocessing, compute=result["compute"])
         write_metrics(run.out, result)  # the run-folder contract: schema-stamped metrics.json
         atomic_write(run.out / "history.csv", lambda fh: fh.write(hist.to_csv(index=False).encode("utf-8")))
         for s, mk in masks.items():
@@ -449,6 +466,7 @@ def _metrics(run: _Run, hist: pd.DataFrame, best_epoch: int, stopped: bool, fina
         "transfer": run.transfer,
         "best_epoch": best_epoch,
         "epochs_run": len(hist),
+        "compute": training_compute(run.history, run.transfer),
         "train_samples": {"used": int(len(run.train_rows)), "total": len(run.ds["train"]),
                           "complete": int(run.ds["train"].present.all(axis=1).sum()),
                           "complete_only": complete_only(model)},

@@ -77,6 +77,27 @@ def test_load_grid_runs_and_folders():
     assert one["checkpoints"] == ["papermill_runs/_unit/tune__seed=1__train_rate=0.5/best.pt"]  # str → list
 
 
+def test_reference_to_the_run_with_my_seed():
+    """``{stage[seed]}``: each run takes the earlier stage's run whose seed is its own (whole-pipeline seeds)."""
+    spec = _grid()
+    spec["stages"][0]["grid"] = {"seed": [0, 1]}
+    spec["stages"][1]["params"]["pretrained"] = "{pre[seed]}/best.pt"
+    spec["stages"][2]["params"]["checkpoints"] = ["{tune}/best.pt"]
+    g = load_grid(spec, root=ROOT)
+    got = [batch.resolve_params(g, r, status=None)["pretrained"] for r in g.runs["tune"]]
+    assert got == ["papermill_runs/_unit/pre__seed=0/best.pt", "papermill_runs/_unit/pre__seed=1/best.pt"]
+    spec["stages"][1]["grid"]["seed"] = [0, 2]  # no backbone with seed 2
+    with pytest.raises(GridError, match=r"\{pre\[seed\]\} matches 0 runs"):
+        load_grid(spec, root=ROOT)
+    spec["stages"][1]["params"]["pretrained"] = "{pre[lr]}/best.pt"  # lr is a reference-free param of tune...
+    spec["stages"][1]["grid"]["seed"] = [0, 1]
+    with pytest.raises(GridError, match=r"matches 0 runs"):  # ...that no pre run has
+        load_grid(spec, root=ROOT)
+    spec["stages"][1]["params"]["pretrained"] = "{pre[nothing]}/best.pt"
+    with pytest.raises(GridError, match=r"'nothing' \(this run's own value\) is not a plain parameter"):
+        load_grid(spec, root=ROOT)
+
+
 def test_list_reference_drops_failed_runs_and_scalar_reference_fails():
     g = load_grid(_grid(), root=ROOT)
     names = [r.name for r in g.runs["tune"]]

@@ -76,6 +76,20 @@ def test_leaderboard_numbers_and_paired_comparison():
     assert diff[1][1] == "1" and "[" not in diff[1][-1]
 
 
+def test_methods_table_shows_what_training_cost():
+    met = _metrics(("mplmm", "comp"))
+    met["runs"] = [{"method": "mplmm", "seed": s, "epochs": 20, "train_seconds": 60.0 + 30 * s} for s in range(3)]
+    met["runs"].append({"method": "comp", "seed": 0, "epochs": None, "train_seconds": None})  # an older checkpoint
+    (group,) = L.collect_groups([("robustness", met)])
+    header, cells = L.table_cells(L.build_leaderboard(group, reference="mplmm"))
+    assert header[:4] == ["method", "seeds", "epochs", "train min"]
+    rows = {c[0].split(" ")[0]: c for c in cells}
+    assert rows["mplmm"][2:4] == ["20", "1.5"] and rows["comp"][2:4] == ["–", "–"]
+    assert "whole pipeline" in L.describe(group)
+    (plain,) = L.collect_groups([("robustness", _metrics())])  # nothing recorded: no cost columns
+    assert "epochs" not in L.table_cells(L.build_leaderboard(plain))[0] and "pipeline" not in L.describe(plain)
+
+
 def test_lower_is_better_metric_ranks_ascending():
     met = _metrics(("mplmm", "mult_zero"))
     met["metric"], met["per_mode"] = "MAE", []

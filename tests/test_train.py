@@ -161,3 +161,21 @@ def test_frozen_backbone_runs_in_inference_mode_unless_asked(pretrained):
         m.train()
         assert m.training and m.backbone.trans_l_mem.training is expected
         assert m.backbone.training  # trainable projections/head keep the backbone module itself in train mode
+
+
+def test_compute_covers_the_whole_pipeline(ds, pretrained, tmp_path):
+    """A prompt method's recorded cost adds its backbone's pre-training to its own epochs and seconds."""
+    pre = read_checkpoint(pretrained)["compute"]
+    assert pre["epochs"] == 2 and pre["backbone"] is None and pre["total_epochs"] == 2 and pre["seconds"] > 0
+    cfg = TrainConfig(model="mplmm", model_config={"prompt_length": 2}, epochs=3, batch_size=16, train_rate=0.5,
+                      pretrained=str(pretrained), progress=False)
+    res = train(cfg, ds, tmp_path)
+    c = res.metrics["compute"]
+    assert c["epochs"] == 3 and c["backbone"] == {"epochs": 2, "seconds": pytest.approx(pre["total_seconds"])}
+    assert c["total_epochs"] == 5
+    assert c["total_seconds"] == pytest.approx(c["seconds"] + pre["total_seconds"], abs=2e-3)
+    assert c["seconds"] == pytest.approx(float(res.history["seconds"].sum()), abs=2e-3)
+    assert read_checkpoint(tmp_path / "best.pt")["compute"] == c
+    from mplmm.train import training_compute  # a backbone that predates the record: the total is unknown, not low
+    old = training_compute([{"seconds": 1.0}], {"from": "old.pt", "compute": None})
+    assert old["epochs"] == 1 and old["total_epochs"] is None and old["total_seconds"] is None

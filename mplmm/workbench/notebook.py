@@ -199,9 +199,12 @@ def _config_labels(model: str, configs: list[dict]) -> list[str]:
 
 
 def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
-    """Expand checkpoint paths/globs into a table ``path, run, model, seed, method`` (one row per checkpoint).
+    """Expand checkpoint paths/globs into a table ``path, run, model, seed, epochs, train_seconds, method`` (one row
+    per checkpoint).
 
-    ``seed`` is the training seed (``train_config.seed``). ``method`` is the model name, unless one model name
+    ``seed`` is the training seed (``train_config.seed``); ``epochs`` and ``train_seconds`` are what training cost
+    over the whole pipeline, a prompt method's backbone pre-training included (None for checkpoints written before
+    that was recorded). ``method`` is the model name, unless one model name
     comes from differently named run folders (ignoring ``seed=…`` parts, as in batch runs
     ``tune__model=mplmm__seed=0``). Then, when those checkpoints differ in their model configuration (e.g. an
     ablation), it is ``"<model> (key=value, ...)"`` naming the keys set away from the default (the plain model name
@@ -227,10 +230,12 @@ def find_checkpoints(patterns: Union[str, os.PathLike, list]) -> "pd.DataFrame":
         ckpt = read_checkpoint(path)
         folder = path.resolve().parent.name
         label = _SEED_PART.sub("", folder).strip("_") or folder
+        compute = ckpt.get("compute") or {}
         rows.append({"path": str(path), "run": folder, "model": ckpt["model_name"],
-                     "seed": int((ckpt.get("train_config") or {}).get("seed", 0)), "label": label})
+                     "seed": int((ckpt.get("train_config") or {}).get("seed", 0)), "label": label,
+                     "epochs": compute.get("total_epochs"), "train_seconds": compute.get("total_seconds")})
         configs.append(dict(ckpt.get("model_config") or {}))
-    table = pd.DataFrame(rows, columns=["path", "run", "model", "seed", "label"])
+    table = pd.DataFrame(rows, columns=["path", "run", "model", "seed", "label", "epochs", "train_seconds"])
     table["method"] = table["model"]
     for model, rows_of in table.groupby("model").groups.items():
         idx = list(rows_of)

@@ -35,6 +35,7 @@ class RobustnessGroup:
     per_mode: pd.DataFrame  # method, seed, mode, <metric>, ... (may be empty)
     runs: list[str] = field(default_factory=list)
     label: str = ""  # the robustness runs' label (notebook 02's `label`, e.g. tuned / default)
+    compute: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, seed, epochs, train_seconds (may be empty)
 
     @property
     def title(self) -> str:
@@ -157,7 +158,7 @@ def collect_groups(found: Iterable[tuple[str, dict]]) -> list[RobustnessGroup]:
             pooled.setdefault(key, []).append((name, met))
     return [RobustnessGroup(dataset, protocol, metric, _pooled([_tagged(m["curves"], n) for n, m in members]),
                             _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members],
-                            label)
+                            label, _pooled([_tagged(m.get("runs"), n) for n, m in members]))
             for (dataset, protocol, metric, label), members in pooled.items()]
 
 
@@ -226,12 +227,27 @@ def _pair(values: pd.Series) -> tuple[float, float]:
             else math.nan)
 
 
+COMPUTE = ("epochs", "train_seconds")  # what training cost, per (method, seed): whole pipeline (notebook 02's runs)
+
+
+def method_compute(group: RobustnessGroup, method: str) -> dict[str, float]:
+    """Mean epochs and training seconds of ``method``'s checkpoints over the whole pipeline (a prompt method's
+    backbone pre-training included); NaN when its checkpoints did not record them."""
+    frame = group.compute
+    if not len(frame) or "method" not in frame:
+        return {k: math.nan for k in COMPUTE}
+    mine = frame[frame["method"] == method]
+    return {k: float(pd.to_numeric(mine[k], errors="coerce").mean()) if k in mine and len(mine) else math.nan
+            for k in COMPUTE}
+
+
 def summary_rows(board: Leaderboard) -> list[dict]:
-    """One row per method (ranking order): ``method``, ``seeds`` and ``(mean, std)`` per column (std NaN with one
-    seed)."""
+    """One row per method (ranking order): ``method``, ``seeds``, mean ``epochs`` and ``train_seconds`` (NaN when not
+    recorded) and ``(mean, std)`` per column (std NaN with one seed)."""
     rows = []
     for method in board.methods:
-        row: dict = {"method": method, "seeds": len(board.per_method((board.group.metric, AUC), method))}
+        row: dict = {"method": method, "seeds": len(board.per_method((board.group.metric, AUC), method)),
+                     **method_compute(board.group, method)}
         for col in board.columns:
             row[col] = _pair(board.per_method(col, method))
         rows.append(row)
@@ -281,12 +297,20 @@ def _label(board: Leaderboard, method: str) -> str:
     return method + (REFERENCE_MARK if method == board.reference else "")
 
 
+def _count(value: float, digits: int = 0) -> str:
+    return "–" if value != value else f"{value:.{digits}f}"
+
+
 def table_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows of the methods table."""
-    header = ["method", "seeds", *_header(board.columns)]
-    rows = [[_label(board, r["method"]), str(r["seeds"]), *(_mean_std(r[c]) for c in board.columns)]
-            for r in summary_rows(board)]
-    return header, rows
+    """Header and formatted rows of the methods table: ``epochs`` and ``train min`` (means over seeds, the whole
+    pipeline: a prompt method's backbone included) when the checkpoints recorded them."""
+    rows = summary_rows(board)
+    cost = any(r["epochs"] == r["epochs"] for r in rows)
+    header = ["method", "seeds", *(["epochs", "train min"] if cost else []), *_header(board.columns)]
+    cells = [[_label(board, r["method"]), str(r["seeds"]),
+              *([_count(r["epochs"]), _count(r["train_seconds"] / 60, 1)] if cost else []),
+              *(_mean_std(r[c]) for c in board.columns)] for r in rows]
+    return header, cells
 
 
 def comparison_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -314,8 +338,11 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def describe(group: RobustnessGroup) -> str:
     """The sentence saying what the methods table holds."""
+    cost = (" Epochs and train min: mean over seeds of what training cost over the whole pipeline (a prompt "
+            "method's backbone pre-training included; validation passes included)." if len(group.compute)
+            and "epochs" in group.compute and group.compute["epochs"].notna().any() else "")
     return (f"Mean ± std over training seeds (mask seeds averaged first; one seed: its value) at each test missing "
-            f"rate; AUC: area under {group.metric} vs rate, normalised. Runs: {', '.join(group.runs)}.")
+            f"rate; AUC: area under {group.metric} vs rate, normalised.{cost} Runs: {', '.join(group.runs)}.")
 
 
 def to_markdown(board: Leaderboard, level: int = 3) -> str:

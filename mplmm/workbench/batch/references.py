@@ -1,4 +1,5 @@
-"""References between stages: ``{stage}``, ``{stage[0]}``, ``{stage[key=value]}`` (runs of an earlier stage),
+"""References between stages: ``{stage}``, ``{stage[0]}``, ``{stage[key=value]}``, ``{stage[key]}`` (the run whose
+``key`` equals the referring run's: runs of an earlier stage),
 ``{stage[selector].best}`` (the best trial of a tuning stage's studies) and a stage's ``best_config``.
 
 :func:`resolve_params` gives a run its parameters with every reference replaced by a folder (relative to the grid's
@@ -24,6 +25,24 @@ class _BestOf:
     folder: Path
 
 
+def _wanted(where: str, run: Run, stage_name: str, selector: str) -> dict[str, str]:
+    """The grid values a ``key=value[,key]`` selector asks for; a bare ``key`` means the referring run's own value
+    (``{pretrain[seed]}``: the pre-training run with this run's seed)."""
+    mine = {**run.stage.params, **run.point}
+    wanted = {}
+    for part in selector.split(","):
+        k, eq, v = (x.strip() for x in part.partition("="))
+        if not k or (eq and not v):
+            raise grid_error(where, f"reference {{{stage_name}[{selector}]}}: use an index or key=value / key[,...]")
+        if not eq:
+            if k not in mine or REFERENCE.search(str(mine[k])):
+                raise grid_error(where, f"reference {{{stage_name}[{selector}]}}: '{k}' (this run's own value) is "
+                                        f"not a plain parameter of stage '{run.stage.name}'")
+            v = str(mine[k])
+        wanted[k] = v
+    return wanted
+
+
 def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list[Run]:
     where = f"{g.path}: stage '{run.stage.name}'"
     order = [s.name for s in g.stages]
@@ -40,12 +59,7 @@ def _select(g: Grid, run: Run, stage_name: str, selector: Optional[str]) -> list
         if not -len(targets) <= i < len(targets):
             raise grid_error(where, f"reference {{{stage_name}[{i}]}}: stage '{stage_name}' has {len(targets)} run(s)")
         return [targets[i]]
-    wanted = {}
-    for part in selector.split(","):
-        if "=" not in part:
-            raise grid_error(where, f"reference {{{stage_name}[{selector}]}}: use an index or key=value[,key=value]")
-        k, v = (x.strip() for x in part.split("=", 1))
-        wanted[k] = v
+    wanted = _wanted(where, run, stage_name, selector)
     hits = [t for t in targets if all(k in t.keys and str(t.keys[k]) == v for k, v in wanted.items())]
     if len(hits) != 1 and not (hits and hits[0].stage.tune is not None):  # a study's trials may be several
         raise grid_error(where, f"reference {{{stage_name}[{selector}]}} matches {len(hits)} runs of '{stage_name}' "
