@@ -25,7 +25,7 @@ from mplmm.workbench.batch import markdown_for  # noqa: E402  (the checkout's pa
 GRIDS: dict[str, dict] = {
     "compare": {"rates": [0.0, 0.7], "metrics": ["Non0_F1_score", "MAE"]},
     "tune_mosi": {"rates": [0.0, 0.7]},
-    "ablation_mosi": {"rates": [0.0, 0.7, 1.0]},
+    "ablation_mosi": {"rates": [0.0, 0.7, 1.0], "metrics": ["MAE"]},
 }
 HEADER = "% scripts/results_tables.py rewrites this file from the grid's output folder, when that folder exists.\n"
 
