@@ -156,16 +156,15 @@ def training_compute(history: list[dict], transfer: Optional[dict]) -> dict:
     pretrained checkpoint's record; ``None`` when there is none or it predates the record) and the whole pipeline's,
     ``total_epochs`` / ``total_seconds`` (``None`` when the backbone's cost is unknown)."""
     own = {"epochs": len(history), "seconds": round(float(sum(h.get("seconds", 0.0) for h in history)), 3)}
+    prior = (transfer or {}).get("compute") or {}
     backbone = None
-    if transfer is not None:
-        prior = transfer.get("compute") or {}
-        if prior.get("total_epochs") is not None:
-            backbone = {"epochs": int(prior["total_epochs"]), "seconds": float(prior["total_seconds"])}
-    known = transfer is None or backbone is not None
-    return {**own, "backbone": backbone,
-            "total_epochs": own["epochs"] + (backbone["epochs"] if backbone else 0) if known else None,
-            "total_seconds": round(own["seconds"] + (backbone["seconds"] if backbone else 0.0), 3) if known
-            else None}
+    if prior.get("total_epochs") is not None:
+        backbone = {"epochs": int(prior["total_epochs"]), "seconds": float(prior["total_seconds"])}
+    if transfer is not None and backbone is None:  # a backbone of unknown cost: the total is unknown, not low
+        return {**own, "backbone": None, "total_epochs": None, "total_seconds": None}
+    before = backbone or {"epochs": 0, "seconds": 0.0}
+    return {**own, "backbone": backbone, "total_epochs": own["epochs"] + before["epochs"],
+            "total_seconds": round(own["seconds"] + before["seconds"], 3)}
 
 
 def check_select_metric(name: str, ds: MultimodalDataset, where: str = "TrainConfig") -> None:

@@ -39,7 +39,8 @@ def test_rewrites_only_grids_with_an_output_folder(tmp_path, capsys):
     assert (out / "compare.md").read_text() == "published\n"          # no output folder: kept as published
     assert not (out / "tune_mosi.md").exists()
     text = (out / "ablation_mosi.md").read_text()
-    assert "--rates 0 0.7 1 --metrics MAE` from the runs of `papermill_runs/grids/ablation_mosi.yaml`, 2030-01-02." in text
+    assert ("--rates 0 0.7 1 --metrics MAE` from the runs of `papermill_runs/grids/ablation_mosi.yaml`, "
+            "2030-01-02.") in text
     assert "| mplmm (reference) |" in text and "Δ" in text                # the leaderboard and the paired comparison
     assert "compare: no" in capsys.readouterr().out
     script.main(["--root", str(root), "--out", str(out), "--date", "2030-02-03", "ablation_mosi"])

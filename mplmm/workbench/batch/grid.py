@@ -109,16 +109,15 @@ class Run:
         return self.folder.name
 
     @property
+    def given(self) -> dict:
+        """The run's parameters as the grid file gives them: its stage's ``params``, then its grid values (references
+        not resolved, best_config not applied)."""
+        return {**self.stage.params, **self.point}
+
+    @property
     def keys(self) -> dict:
         """The run's grid values, with ``trial`` for a tuning stage's runs (selectors, status, index columns)."""
         return self.point if self.trial is None else {**self.point, "trial": self.trial}
-
-
-@dataclass
-class _BestOf:
-    """A resolved ``.best`` reference: stands in for a run (only its folder is used)."""
-
-    folder: Path
 
 
 @dataclass

@@ -230,6 +230,14 @@ def _pair(values: pd.Series) -> tuple[float, float]:
 COMPUTE = ("epochs", "train_seconds")  # what training cost, per (method, seed): whole pipeline (notebook 02's runs)
 
 
+def has_compute(group: RobustnessGroup) -> bool:
+    """Whether any checkpoint of ``group`` recorded what its training cost (checkpoints before the record did not)."""
+    frame = group.compute
+    if not len(frame) or "epochs" not in frame:
+        return False
+    return bool(pd.to_numeric(frame["epochs"], errors="coerce").notna().any())
+
+
 def method_compute(group: RobustnessGroup, method: str) -> dict[str, float]:
     """Mean epochs and training seconds of ``method``'s checkpoints over the whole pipeline (a prompt method's
     backbone pre-training included); NaN when its checkpoints did not record them."""
@@ -304,8 +312,7 @@ def _count(value: float, digits: int = 0) -> str:
 def table_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of the methods table: ``epochs`` and ``train min`` (means over seeds, the whole
     pipeline: a prompt method's backbone included) when the checkpoints recorded them."""
-    rows = summary_rows(board)
-    cost = any(r["epochs"] == r["epochs"] for r in rows)
+    rows, cost = summary_rows(board), has_compute(board.group)
     header = ["method", "seeds", *(["epochs", "train min"] if cost else []), *_header(board.columns)]
     cells = [[_label(board, r["method"]), str(r["seeds"]),
               *([_count(r["epochs"]), _count(r["train_seconds"] / 60, 1)] if cost else []),
@@ -339,8 +346,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def describe(group: RobustnessGroup) -> str:
     """The sentence saying what the methods table holds."""
     cost = (" Epochs and train min: mean over seeds of what training cost over the whole pipeline (a prompt "
-            "method's backbone pre-training included; validation passes included)." if len(group.compute)
-            and "epochs" in group.compute and group.compute["epochs"].notna().any() else "")
+            "method's backbone pre-training included; validation passes included)." if has_compute(group) else "")
     return (f"Mean ± std over training seeds (mask seeds averaged first; one seed: its value) at each test missing "
             f"rate; AUC: area under {group.metric} vs rate, normalised.{cost} Runs: {', '.join(group.runs)}.")
 

@@ -66,7 +66,7 @@ def _check_model_config(g: Grid, run: Run) -> None:
 
     if "model_config" not in run.stage.accepted or "model" not in run.stage.accepted:
         return
-    params = {**run.stage.params, **run.point}
+    params = run.given
     model = params.get("model", _notebook_default(run.stage, "model"))
     cfg = params.get("model_config", _notebook_default(run.stage, "model_config")) or {}
     if not isinstance(model, str) or "{" in model or not isinstance(cfg, dict):

@@ -28,7 +28,7 @@ class _BestOf:
 def _wanted(where: str, run: Run, stage_name: str, selector: str) -> dict[str, str]:
     """The grid values a ``key=value[,key]`` selector asks for; a bare ``key`` means the referring run's own value
     (``{pretrain[seed]}``: the pre-training run with this run's seed)."""
-    mine = {**run.stage.params, **run.point}
+    mine = run.given
     wanted = {}
     for part in selector.split(","):
         k, eq, v = (x.strip() for x in part.partition("="))
@@ -78,7 +78,7 @@ def _studies(g: Grid, run: Run, m: "re.Match", match_point: bool = False) -> lis
     names = {t.name for t in targets}
     groups = [grp for grp in studies_of(g, stage) if names & {r.name for r in grp}]
     if match_point and m.group(2) is None:
-        mine = {**run.stage.params, **run.point}
+        mine = run.given
         groups = [grp for grp in groups
                   if all(str(v) == str(mine[k]) for k, v in grp[0].point.items() if k in mine)]
         if len(groups) != 1:
@@ -165,7 +165,7 @@ def _resolve_value(g: Grid, run: Run, value: Any, status: Optional[dict]) -> Any
 
 def resolve_params(g: Grid, run: Run, status: Optional[dict]) -> dict:
     """The run's parameters with references replaced and ``output_dir`` injected (``status=None``: dry run)."""
-    params = {**run.stage.params, **run.point}
+    params = run.given
     resolved = {k: _resolve_value(g, run, v, status) for k, v in params.items()}
     if run.stage.best_config:
         resolved = apply_values(resolved, best_config_values(g, run, status))

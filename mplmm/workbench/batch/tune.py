@@ -213,7 +213,7 @@ def study_of(g: Grid, run: Run, create: bool = False) -> Optional["optuna.Study"
 
 
 def model_of(run: Run) -> Any:
-    return {**run.stage.params, **run.point}.get("model")
+    return run.given.get("model")
 
 
 def _trial_record(run: Run) -> Optional[dict]:
