@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install browser-deps demo test test-fast test-gpu gpu-smoke test-notebooks test-browser lab bench docs clean
+.PHONY: install browser-deps extract-deps demo test test-fast test-gpu gpu-smoke test-notebooks test-browser lab bench docs clean
 
 install: $(STAMP)
 
@@ -26,15 +26,21 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) -m mplmm batch $(GRID)
 
-# everything, the browser tests included (they skip with a reason where Chromium cannot be installed, unless
-# MPLMM_REQUIRE_BROWSER=1 as in CI)
-test: $(STAMP) browser-deps
+# everything, the browser and extraction tests included (they skip with a reason where Chromium, the extra or
+# espeak-ng cannot be installed, unless MPLMM_REQUIRE_BROWSER=1 / MPLMM_REQUIRE_EXTRACT=1 as in CI)
+test: $(STAMP) browser-deps extract-deps
 	$(PY) -m pytest -q tests
 
 # Debian's chromium (apt-get, needs root or sudo) and Playwright's Python package; never fails the build itself
 browser-deps: $(STAMP)
 	-bash scripts/ensure_chromium.sh
 	-$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet "playwright>=1.40"
+
+# the optional extra for raw clips (mplmm extract) and espeak-ng for the test clips; never fails the build itself
+extract-deps: $(STAMP)
+	-$(PY) -c "import opensmile, silero_vad, av, cv2, soundfile, transformers, skimage" 2>/dev/null || \
+	    $(PY) -m pip install --quiet -e ".[extract]"
+	-bash scripts/ensure_espeak.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not notebook and not slow and not browser"

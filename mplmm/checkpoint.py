@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 
+from .data.provenance import mismatch
 from .errors import UserError
 from .models import canonical_config, create_model
 from .models.base import MissingModalityModel
@@ -94,6 +95,9 @@ def check_fits(what: str, trained: dict, ds: Any, fixed_seq_lens: bool = True) -
                     "load_dataset(seq_lens=...) (predict and explain do it for you)" if key == "seq_lens" else "")
             raise CheckpointError(f"{what} does not fit {name}: {label} expected {_fmt(want)} (as trained), "
                                   f"found {_fmt(have[key])}{hint}")
+    differs = mismatch(trained.get("features"), have.get("features"))
+    if differs:
+        raise CheckpointError(f"{what} does not fit {name}: {differs}")
 
 
 def check_model_fits(model: MissingModalityModel, ds: Any, what: str = "") -> None:

@@ -207,6 +207,19 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_extract(args) -> int:
+    from .extract import ExtractConfig, extract
+
+    options = {**flag_values(args, ExtractConfig), "progress": not args.quiet}
+    labels = _data_options(args).load_options(LABEL_OPTIONS)
+    result = extract(args.clips, args.out, args.transcripts, report=args.report, name=args.name, **options, **labels)
+    print(result.summary)
+    print(f"per-clip report: {result.report_path}")
+    for note in result.dataset.notes:
+        print(f"  {note}")
+    return 0
+
+
 def cmd_params(args) -> int:
     from .models import create_model
 
@@ -274,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_evaluate, _add_curve, _add_predict, _add_explain, _add_synth, _add_import,
-                _add_params, _add_batch, _add_table, _add_report, _add_models):
+                _add_extract, _add_params, _add_batch, _add_table, _add_report, _add_models):
         add(sub)
     return parser
 
@@ -408,6 +421,25 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     add_flags(i, DataOptions, ("seq_lens", "drop_empty", *LABEL_OPTIONS),
               default_text={"seq_lens": "default: the longest utterance per modality"})
     i.set_defaults(func=cmd_import)
+
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    """``extract``: raw clips to the project's ``.npz`` (needs the extra ``.[extract]``)."""
+    from .extract.config import ExtractConfig
+
+    x = sub.add_parser("extract", help="raw clips (a folder or a CSV of paths) -> features .npz with presence masks "
+                       "and a per-clip failure report (pip install -e '.[extract]')")
+    x.add_argument("clips", help="a folder of video/audio files, or a CSV with a 'path' column (optional id, text, "
+                   "split, label)")
+    x.add_argument("--out", required=True, help="the .npz to write")
+    x.add_argument("--transcripts", default=None, help="CSV with columns id, text (optional split, label); ids are "
+                   "the clip file names without extension")
+    x.add_argument("--report", default=None, help="per-clip CSV (default: extract_report.csv beside --out)")
+    x.add_argument("--name", default=None, help="dataset name (default: the output file's stem)")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_flags(x.add_argument_group("extraction (ExtractConfig)"), ExtractConfig)
+    add_flags(x.add_argument_group("labels"), DataOptions, LABEL_OPTIONS)
+    x.set_defaults(func=cmd_extract)
 
 
 def _add_params(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_all_five_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS] == ["01_train.ipynb", "02_robustness.ipynb", "03_prompt_attention.ipynb",
-                                           "04_attributions.ipynb", "05_tuning.ipynb"]
+                                           "04_attributions.ipynb", "05_tuning.ipynb", "06_extract.ipynb",
+                                           "07_predict.ipynb"]
     assert not list((ROOT / "notebooks").glob("_build*.py")), "notebooks are edited as .ipynb, not generated"
 
 

@@ -19,19 +19,21 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "trn": "train", "valid":
                  "validation": "valid", "dev": "valid", "test": "test", "tst": "test", "testing": "test"}
 
 
-def pad_sequences(items: Sequence[Any], where: str, max_len: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(items: Sequence[Any], where: str, max_len: Optional[int] = None,
+                  dim: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """``(N, T, D)`` float32 zero-padded at the end, and the ``(N,)`` lengths (after truncation to ``max_len``).
 
     Each item is ``(T_i, D)``, ``(D,)`` (one frame), or ``None`` / an empty array (the modality is absent for that
-    utterance: length 0); every recorded item must have the same ``D``.
+    utterance: length 0); every recorded item must have the same ``D``. ``dim``: the feature dim when every item
+    may be absent (then ``(N, 1, dim)`` zeros, all lengths 0).
     """
     if not len(items):
         raise DataError(f"{where}: no utterances")
     arrays = [item_array(item, where, i) for i, item in enumerate(items)]
     real = [(i, a) for i, a in enumerate(arrays) if a is not None]
-    if not real:
+    if not real and dim is None:
         raise DataError(f"{where}: every utterance is absent (None or empty); cannot tell the feature dim")
-    first = real[0][1].shape[1]
+    first = real[0][1].shape[1] if real else int(dim)
     bad = next((i for i, a in real if a.shape[1] != first), None)
     if bad is not None:
         raise DataError(f"{where}: feature dims differ: item {real[0][0]} has D={first} but item {bad} has "
@@ -72,14 +74,15 @@ def from_arrays(text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any]
                 class_names: Optional[Sequence[str]] = None,
                 label_range: Optional[Sequence[float]] = None, threshold: Optional[float] = None,
                 metric_family: Optional[str] = None, strict: bool = False, for_prediction: bool = False,
-                drop_empty: bool = False) -> MultimodalDataset:
+                drop_empty: bool = False, dims: Optional[Sequence[int]] = None) -> MultimodalDataset:
     """A dataset from one array per modality per utterance (``(T_i, D)`` of any length ``T_i``, ``(D,)``, or
     ``None`` when that modality was never recorded for the utterance), labels (numbers or class-name strings)
     and each utterance's split (``train``/``valid``/``test``). Without labels or splits the dataset is for
     prediction only (one ``unsplit`` split; ``for_prediction`` is then implied).
 
     Sequences are zero-padded to the longest per modality (or to ``seq_lens``) and their lengths recorded. Labels
-    go through the same rules as every reader.
+    go through the same rules as every reader. ``dims``: the feature dims (text, audio, vision), needed only where a
+    modality is absent for every utterance.
     """
     n = len(text)
     for_prediction = for_prediction or labels is None or splits is None
@@ -90,7 +93,7 @@ def from_arrays(text: Sequence[Any], audio: Sequence[Any], vision: Sequence[Any]
     if seq_lens is not None and len(seq_lens) != 3:
         raise DataError(f"{name}: seq_lens needs three lengths (text, audio, vision), got {seq_lens!r}")
     split_of = normalise_splits(splits, name, n, require_all=not for_prediction)
-    padded = {m: pad_sequences(seq, f"{name} {m}", seq_lens[j] if seq_lens else None)
+    padded = {m: pad_sequences(seq, f"{name} {m}", seq_lens[j] if seq_lens else None, dims[j] if dims else None)
               for j, (m, seq) in enumerate(zip(MODALITIES, (text, audio, vision)))}
     y = None if labels is None else \
         np.asarray(labels, dtype=object if any(isinstance(v, (str, bytes)) for v in labels) else None)

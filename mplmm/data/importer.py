@@ -59,7 +59,7 @@ def read_labels_table(path: PathLike, required: Sequence[str] = REQUIRED_COLUMNS
     return table
 
 
-def _labels(column: Any) -> list:
+def parse_labels(column: Any) -> list:
     """Numbers when every label parses as one, else the strings (class names)."""
     import pandas as pd
 
@@ -129,7 +129,7 @@ def import_features(labels_csv: PathLike, text: PathLike, audio: PathLike, visio
     sources = dict(zip(MODALITIES, (Path(text), Path(audio), Path(vision))))
     feats = {m: read_modality(src, ids, m) for m, src in sources.items()}
     notes = _check_coverage(feats, ids, sources, drop_empty)
-    labels = _labels(table["label"]) if "label" in table.columns else None
+    labels = parse_labels(table["label"]) if "label" in table.columns else None
     splits = table["split"].tolist() if "split" in table.columns else None
     ds = from_arrays(feats["text"], feats["audio"], feats["vision"], labels, splits, ids,
                      name=name or Path(out).stem, drop_empty=drop_empty, **options)

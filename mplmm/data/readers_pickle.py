@@ -22,6 +22,7 @@ from .. import metrics as M
 from ..constants import MODALITIES
 from ..errors import ConfigError
 from .labels import LabelChoice, choose_regression, encode_string_labels, is_string_labels
+from .provenance import parse_features
 from .safe_pickle import PickleRefused, unpickle
 from .schema import ALL_SPLITS, SPLITS, TASKS, DataError, MultimodalDataset
 from .validate import RANGE_TOL, as_numeric, build_dataset, chosen_splits, shape_str, where
@@ -305,6 +306,7 @@ def interpret_splits(data: Mapping[str, Any], *, source: str, fmt: str, strict: 
     )
     if choice is not None:
         ds.threshold, ds.label_range_inferred = choice.threshold, choice.inferred
+    ds.features = parse_features(meta.get("features"), source)
     return ds
 
 

@@ -22,8 +22,9 @@ optional (any of ``train``/``valid``/``test``, or ``unsplit`` for data without a
 
 Dataset-level fields: ``task`` (``"regression"`` or ``"classification"``), ``class_names`` (classification),
 ``label_range`` (regression, e.g. ``(-3, 3)``), ``threshold`` (generic regression family: the binary-accuracy
-threshold), ``metric_family`` (one of :data:`METRIC_FAMILIES`: which metric set applies, see ``docs/protocol_metrics.md``),
-``name``, ``source`` (path or ``"synthetic"``), ``format`` (which reader produced it).
+threshold), ``metric_family`` (one of :data:`METRIC_FAMILIES`: which metric set applies, see
+``docs/protocol_metrics.md``), ``name``, ``source`` (path or ``"synthetic"``), ``format`` (which reader produced it),
+``features`` (how the features were made, when the file records it: :mod:`mplmm.data.provenance`).
 """
 from __future__ import annotations
 
@@ -134,6 +135,9 @@ class MultimodalDataset:
     #: what was done to the features after reading (``standardize``: per modality the train mean/std applied;
     #: ``seq_lens``: the lengths sequences were padded/truncated to); checkpoints store it for prediction
     preprocessing: dict = field(default_factory=dict)
+    #: how the features were made, per modality (``mplmm extract`` records extractor, settings, dim and versions;
+    #: see :mod:`mplmm.data.provenance`); None when the file does not say
+    features: Optional[dict] = None
 
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
@@ -183,7 +187,8 @@ class MultimodalDataset:
         """What a model trained on this dataset depends on (saved in checkpoints, checked when they are loaded)."""
         return {"name": self.name, "task": self.task, "dims": list(self.dims), "seq_lens": list(self.seq_lens),
                 "output_dim": self.output_dim, "class_names": self.class_names, "metric_family": self.metric_family,
-                "label_range": list(self.label_range) if self.label_range else None, "threshold": self.threshold}
+                "label_range": list(self.label_range) if self.label_range else None, "threshold": self.threshold,
+                "features": self.features}
 
     def summary(self) -> dict:
         """A small JSON-able description (sizes, dims, lengths, task)."""

@@ -7,6 +7,7 @@ that indexes ``data[split]`` ignores it. A split with absent modalities gets a `
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -26,6 +27,7 @@ def _meta(ds: MultimodalDataset) -> dict:
     return {"name": ds.name, "task": ds.task, "class_names": ds.class_names, "metric_family": ds.metric_family,
             "label_range": list(ds.label_range) if ds.label_range and not ds.label_range_inferred else None,
             "threshold": ds.threshold,
+            "features": json.dumps(ds.features, sort_keys=True) if ds.features else None,
             "writer": "mplmm"}
 
 

@@ -1,7 +1,7 @@
 """The grid's index: ``index.csv`` (one row per run), ``index.html`` (the tuning studies of tuning stages; per dataset,
 protocol, metric and label a combined robustness figure, the leaderboard of methods, the per-mode heatmap and the
-paired comparison with the grid's reference method, and tables between labels; then the runs table) and
-``grid.json``."""
+paired comparison with the grid's reference method, and tables between labels; the results per observed pattern of
+missingness; then the runs table) and ``grid.json``."""
 from __future__ import annotations
 
 import html
@@ -126,6 +126,40 @@ def robustness_html(g: Grid) -> str:
     return "\n".join(parts)
 
 
+def pattern_frame(g: Grid) -> pd.DataFrame:
+    """``run, method, pattern, n, metric, value``: the by-observed-pattern records (``by_pattern``: a list of
+    records, as notebooks 02 and 07 write them) of every ok run; empty when there are none."""
+    rows = []
+    for run in g.all_runs():
+        if runs.read_status(run.folder).get("status") != "ok":
+            continue
+        met = metrics_file.read_metrics(run.folder)
+        recs, metric = met.get("by_pattern"), met.get("metric") or met.get("primary_metric")
+        if not isinstance(recs, list) or not metric:
+            continue
+        for rec in recs:
+            if isinstance(rec, dict) and _is_number(rec.get(metric)):
+                rows.append({"run": run.name, "method": rec.get("method") or run.name, "pattern": rec.get("pattern"),
+                             "n": rec.get("n"), "metric": metric, "value": float(rec[metric])})
+    return pd.DataFrame(rows, columns=["run", "method", "pattern", "n", "metric", "value"])
+
+
+def patterns_html(g: Grid) -> str:
+    """The index's section on real absence (empty when no run recorded per-pattern results): per metric a table of
+    patterns (what the samples really have, with their count) against runs, under no simulated drop."""
+    frame = pattern_frame(g)
+    if frame.empty:
+        return ""
+    parts = ["<h2>By observed pattern</h2><p>What the samples really have (no simulated drop): each pattern's "
+             "count and metric per run. A sample that lacks a modality is never scored as complete.</p>"]
+    for metric, part in frame.groupby("metric", sort=False):
+        table = part.assign(column=part["run"] + " · " + part["method"].astype(str)).pivot_table(
+            index=["pattern", "n"], columns="column", values="value", aggfunc="mean")
+        parts.append(f"<h3>{html.escape(str(metric))}</h3>")
+        parts.append(table.to_html(float_format=lambda v: f"{v:.4f}", classes="leaderboard", border=0))
+    return "\n".join(parts)
+
+
 SUMMARY_RATES = (0.0, 0.5, 0.7, 1.0)  # the rates of the index's tables between labels (when evaluated)
 
 
@@ -184,6 +218,11 @@ table.leaderboard,table.comparison{margin:0.5em 0 1em}h3{margin-top:2em}
 """
 
 
+def _fmt_number(v: float) -> str:
+    """A count as an integer (``63``), anything else with four decimals."""
+    return str(int(v)) if float(v).is_integer() and abs(v) >= 1 else f"{v:.4f}"
+
+
 def _fmt_params(params_json: str, limit: int = 60) -> str:
     """A run's parameters as ``<code>key=value</code>`` lines (long values cut)."""
     params = json.loads(params_json) if params_json else {}
@@ -214,7 +253,7 @@ def write_index(g: Grid) -> Path:
                 links.append(f'<a href="{html.escape(Path(href).as_posix())}">{label}</a>')
         stage = next(s for s in g.stages if s.name == row["stage"])
         shown = key_metrics(metrics_file.read_metrics(run_dir), stage.accepted) if row["status"] == "ok" else {}
-        metrics_html = "<br>".join(f"{html.escape(k)} = {v:.4f}" for k, v in shown.items())
+        metrics_html = "<br>".join(f"{html.escape(k)} = {_fmt_number(v)}" for k, v in shown.items())
         cls = {"failed": "failed", "not run": "notrun"}.get(row["status"], "")
         dur = "" if row["duration_s"] is None or row["duration_s"] != row["duration_s"] else f"{row['duration_s']:.1f}"
         status_html = html.escape(row["status"])
@@ -227,6 +266,7 @@ def write_index(g: Grid) -> Path:
     path = g.output_root / runs.INDEX_HTML
     robustness = robustness_html(g)
     tuning = tuning_html(g)
+    patterns = patterns_html(g)
     head_js = ""
     if robustness or tuning:
         head_js = plotlyjs_tag(path, None if g.report.get("standalone") else shared_static(g.output_root))
@@ -240,7 +280,8 @@ def write_index(g: Grid) -> Path:
 · <a href="{runs.INDEX_CSV}">{runs.INDEX_CSV}</a></p>
 {tuning}
 {robustness}
-{"<h2>Runs</h2>" if tuning or robustness else ""}
+{patterns}
+{"<h2>Runs</h2>" if tuning or robustness or patterns else ""}
 <table><thead><tr><th>run</th><th>stage</th><th>params</th><th>status</th><th>duration [s]</th>
 <th>key metrics</th><th>files</th></tr></thead><tbody>
 {chr(10).join(rows_html)}
