@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import aliases, markdown_table, specs
 from .data.options import DataOptions
+from .extract.config import ExtractConfig
 from .models import available_models, config_class
 from .models.mult import MulTConfig
 from .train import TrainConfig
@@ -48,6 +49,9 @@ def markdown() -> str:
               "notebook 01 (`mplmm.train.TrainConfig`):\n", markdown_table(TrainConfig)]
     parts += ["### `DataOptions`\n", "The data flags of every subcommand that reads data "
               "(`mplmm.data.options.DataOptions`):\n", markdown_table(DataOptions)]
+    parts += ["### `ExtractConfig`\n", "`mplmm extract`'s flags and notebook 06's `extract_config` keys "
+              "(`mplmm.extract.ExtractConfig`; raw clips to features, docs: Raw clips to features):\n",
+              markdown_table(ExtractConfig)]
     parts.append("### Model keys\n")
     parts.append("A model's keys go in `model_config` (notebooks, grids, `TrainConfig`) or `--model_arg KEY=VALUE`; "
                  "the MulT backbone's and MPLMM's prompt keys also have flags of their own.\n")

@@ -77,3 +77,24 @@ def test_bench_amp_prints_speed_and_drift():
     assert re.fullmatch(r"native=(True|False) fp32_sps=[\d.]+ bf16_sps=[\d.]+ speedup=[\d.]+ max_drift_acc2=[\d.]+ "
                         r"max_drift_mae=[\d.]+", out[-1]), out[-1]
     assert sum(line.startswith(("mult ", "mplmm ")) for line in out) == 12  # 2 models x 2 rates x 3 mask seeds
+
+
+def test_bench_extract_small_run_prints_per_clip_seconds(tmp_path):
+    import importlib.util
+    import os
+    import shutil
+
+    import pytest
+
+    missing = [m for m in ("av", "opensmile", "silero_vad", "cv2", "transformers", "skimage")
+               if importlib.util.find_spec(m) is None]
+    if missing or not (shutil.which("espeak-ng") or shutil.which("espeak")):
+        why = f"extraction tools missing ({', '.join(missing) or 'espeak-ng'})"
+        if os.environ.get("MPLMM_REQUIRE_EXTRACT", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(why)
+        pytest.skip(why)
+    out = _bench("bench_extract.py", "--clips", "2", "--seconds", "2", "--fps", "10", "--size", "160", "--dir",
+                 str(tmp_path))
+    assert re.fullmatch(r"audio_s_per_clip=[\d.]+ vision_s_per_clip=[\d.]+ av_wall_s_per_clip=[\d.]+ "
+                        r"text_s_per_clip=[\d.]+ workers=2", out[-1]), out[-1]
+    assert out[0].startswith("machine: ") and "every clip extracted: True" in out[-2]

@@ -33,8 +33,10 @@ class ExtractConfig:
     min_speech: float = option(0.25, "least total speech for audio to count as recorded", low=0.0, unit="s")
     fps: float = option(5.0, "video frames sampled per second for face detection", low=0.1, high=60.0, unit="Hz")
     detect_width: int = option(320, "frames are scaled down to this width for face detection", low=64)
-    min_face: float = option(0.1, "smallest face searched, as a fraction of the (scaled) frame's shorter side",
+    min_face: float = option(0.15, "smallest face searched, as a fraction of the (scaled) frame's shorter side",
                              low=0.01, high=1.0)
+    detect_scale: float = option(1.2, "step between the face detector's search scales (OpenCV's scaleFactor; "
+                                 "smaller finds more faces, slower)", low=1.01, high=2.0)
     vision_features: str = option("hog", "per-face features: hog (box geometry + HOG of the face crop, 328 dims) or "
                                   "embedding (a TorchScript image model given by --vision_model)",
                                   choices=VISION_FEATURES)

@@ -192,6 +192,7 @@ def feature_provenance(cfg: ExtractConfig, dims: dict[str, int], text_fingerprin
     vision = {"extractor": "opencv-haar-face", "dim": dims["vision"],
               "settings": {"features": "geometry+hog" if cfg.vision_features == "hog" else "geometry+embedding",
                            "fps": cfg.fps, "detect_width": cfg.detect_width, "min_face": cfg.min_face,
+                           "detect_scale": cfg.detect_scale,
                            "crop_size": cfg.crop_size,
                            **({"model": _file_digest(cfg.vision_model)} if cfg.vision_model and
                               cfg.vision_features == "embedding" else {})},

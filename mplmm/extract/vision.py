@@ -51,8 +51,8 @@ class FaceExtractor:
         small = cv2.resize(gray, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) \
             if scale < 1.0 else gray
         side = max(12, int(self.cfg.min_face * min(small.shape[:2])))
-        found = self.detector.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5,
-                                               minSize=(side, side))
+        found = self.detector.detectMultiScale(cv2.equalizeHist(small), scaleFactor=self.cfg.detect_scale,
+                                               minNeighbors=5, minSize=(side, side))
         if len(found) == 0:
             return None
         x, y, bw, bh = max((tuple(int(v) for v in b) for b in found), key=lambda b: b[2] * b[3])
