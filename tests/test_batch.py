@@ -517,3 +517,27 @@ def test_key_metrics_conventions():
         "test.Non0_acc_2": 0.7, "test.MAE": 1.0}
     assert key_metrics({"auc_summary": [{"method": "m", "auc_mean": 0.6}]}) == {"AUC m": 0.6}
     assert key_metrics({"n_samples": 16, "gap": 0.1, "flag": True}, exclude={"n_samples"}) == {"gap": 0.1}
+
+
+def test_index_shows_results_by_observed_pattern(tmp_path):
+    """Runs that recorded ``by_pattern`` (notebooks 02 and 07) get one table: patterns with counts against runs, the
+    seeds of one method averaged; runs without it and failed runs add nothing."""
+    from mplmm.utils import write_json
+    from mplmm.workbench.batch.index import pattern_frame
+
+    g = load_grid(_grid(output_root=str(tmp_path / "out")), root=ROOT)
+    for run in g.all_runs():
+        run.folder.mkdir(parents=True)
+    rob, one = g.runs["rob"][0], g.runs["one"][0]
+    records = [{"method": "mplmm", "seed": s, "pattern": p, "n": n, "Acc": a + 0.1 * s}
+               for s in (0, 1) for p, n, a in (("complete", 6, 0.5), ("vision missing", 2, 0.25))]
+    write_json(rob.folder / "status.json", {"status": "ok", "duration_s": 1.0})
+    write_json(rob.folder / "metrics.json", {"metric": "Acc", "by_pattern": records})
+    write_json(one.folder / "status.json", {"status": "failed", "duration_s": 1.0})
+    write_json(one.folder / "metrics.json", {"metric": "Acc", "by_pattern": records})
+    frame = pattern_frame(g)
+    assert len(frame) == 4 and set(frame["run"]) == {rob.name}
+    text = write_index(g).read_text()
+    section = text[text.index("By observed pattern"):text.index("<h2>Runs</h2>")]
+    assert "vision missing" in section and "0.3000" in section and "0.5500" in section  # means over the two seeds
+    assert f"{rob.name} · mplmm" in section

@@ -289,3 +289,22 @@ def test_missing_extra_is_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "opensmile" else real(name, *a))
     with pytest.raises(UserError, match=r"pip install -e '\.\[extract\]' \(missing: opensmile\)"):
         P.require_extras()
+
+
+def test_a_csv_of_paths_and_an_interrupted_run_continue_from_the_cache(clips, tmp_path):
+    """Three clips first (as if the run had stopped there), then all of them: only the other six are extracted."""
+    from mplmm.extract import extract
+
+    folder, transcripts, encoder = clips
+    table = pd.read_csv(transcripts, keep_default_na=False)
+    table["path"] = [str(folder / f"{i}.mp4") for i in table["id"]]
+    first = tmp_path / "first.csv"
+    table.head(3).drop(columns=["split", "label"]).to_csv(first, index=False)
+    cache = str(tmp_path / "cache")
+    part = extract(first, tmp_path / "part.npz", text_model=encoder, progress=False, cache=cache)
+    assert len(part.report) == 3 and part.dataset.split_names == ["unsplit"]  # no split/label: for prediction
+    every = tmp_path / "every.csv"
+    table.to_csv(every, index=False)
+    full = extract(every, tmp_path / "full.npz", text_model=encoder, progress=False, cache=cache)
+    assert full.report["cached"].sum() == 3 and len(full.report) == 9
+    assert sorted(full.dataset.split_names) == ["test", "train", "valid"]

@@ -155,6 +155,7 @@ def patterns_html(g: Grid) -> str:
     for metric, part in frame.groupby("metric", sort=False):
         table = part.assign(column=part["run"] + " · " + part["method"].astype(str)).pivot_table(
             index=["pattern", "n"], columns="column", values="value", aggfunc="mean")
+        table.columns.name = "run · method (mean over seeds)"
         parts.append(f"<h3>{html.escape(str(metric))}</h3>")
         parts.append(table.to_html(float_format=lambda v: f"{v:.4f}", classes="leaderboard", border=0))
     return "\n".join(parts)
