@@ -308,3 +308,16 @@ def test_a_csv_of_paths_and_an_interrupted_run_continue_from_the_cache(clips, tm
     full = extract(every, tmp_path / "full.npz", text_model=encoder, progress=False, cache=cache)
     assert full.report["cached"].sum() == 3 and len(full.report) == 9
     assert sorted(full.dataset.split_names) == ["test", "train", "valid"]
+
+
+def test_loading_the_vad_keeps_the_process_threads():
+    """silero-vad sets torch to one thread when imported; extraction puts the setting back (training in the same
+    process, e.g. a notebook kernel, keeps its threads)."""
+    import subprocess
+    import sys
+
+    _need_tools()
+    code = ("import torch; torch.set_num_threads(2); from mplmm.extract.audio import _load_vad; _load_vad(); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "2"

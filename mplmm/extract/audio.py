@@ -24,6 +24,20 @@ def pool_frames(x: np.ndarray, source_rate: float, target_rate: float) -> np.nda
     return out
 
 
+def _load_vad() -> Any:
+    """silero-vad's model. Importing the package sets torch to one thread for the whole process; the setting is put
+    back, so that training or anything else in the same process keeps its threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad
+
+        return load_silero_vad()
+    finally:
+        torch.set_num_threads(threads)
+
+
 class AudioExtractor:
     """One per process: the openSMILE extractor and the VAD model are built once."""
 
@@ -36,9 +50,7 @@ class AudioExtractor:
         self.names = list(self.smile.feature_names)
         self.vad: Optional[Any] = None
         if cfg.vad:
-            from silero_vad import load_silero_vad
-
-            self.vad = load_silero_vad()
+            self.vad = _load_vad()
 
     @property
     def dim(self) -> int:
