@@ -21,7 +21,7 @@ from .config import add_flags, canonical, flag_values, from_dict, specs
 from .constants import MODALITIES
 from .data.options import LABEL_OPTIONS, DataOptions
 from .errors import UserError
-from .missing import PROTOCOLS
+from .missing import MODE_PROTOCOLS, PROTOCOLS
 from .models import config_class
 from .models.mplmm import MPLMMConfig
 from .models.mult import BACKBONE_KEYS, MulTConfig
@@ -360,7 +360,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                     help="what-if: force one missing mode 0..6 (never a modality a sample lacks)")
     pr.add_argument("--test_rate", type=float, default=0.0, help="what-if: simulated missing rate (default 0)")
     add_flags(pr, TrainConfig, ["protocol", "eval_seed", "batch_size", "amp"], keep_defaults=True,
-              choices={"protocol": [p for p in PROTOCOLS if p != "frame"]},
+              choices={"protocol": [*MODE_PROTOCOLS, "observed"]},
               help={"protocol": "of the what-if drops", "eval_seed": "of the what-if drops",
                     "batch_size": "samples per forward pass; memory grows with it",
                     "amp": "also on CPUs with native bfloat16"})
