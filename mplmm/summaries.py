@@ -140,6 +140,29 @@ def summarise(curve: pd.DataFrame, metric: str, level: str = "rate",
     return out
 
 
-__all__ = ["AUILC_CAPTION_RATES", "AUILC_GRIDS", "AUILC_RATES", "MULTIBENCH_STEP", "air", "air_effective",
-           "area_under_curve", "auilc", "effective_robustness", "level_means", "missing_levels",
-           "relative_robustness", "summarise"]
+#: the method effective robustness is measured against by default (MultiBench uses late fusion, which the workbench
+#: does not have): MulT trained on complete data and zero-filled at test time
+EFFECTIVE_REFERENCE = "mult_zero"
+
+
+def summary_table(curves: pd.DataFrame, metric: str, level: str = "rate", method_col: str = "method",
+                  seed_col: str = "seed", reference: Optional[str] = EFFECTIVE_REFERENCE) -> pd.DataFrame:
+    """One row per (method, training seed) with every summary of :func:`summarise`; ``effective_robustness`` against
+    the mean curve (over its training seeds) of the method named ``reference`` when it is among the methods and was
+    evaluated at the same levels (else the column is left out)."""
+    if not len(curves):
+        return pd.DataFrame(columns=[method_col, seed_col, "auc"])
+    frame = curves if seed_col in curves else curves.assign(**{seed_col: 0})
+    ref = frame[frame[method_col].astype(str) == reference] if reference is not None else frame.iloc[:0]
+    ref_levels = np.sort(ref[level].astype(float).unique())
+    rows = []
+    for (method, seed), g in frame.groupby([method_col, seed_col], sort=False):
+        levels = np.sort(g[level].astype(float).unique())
+        same = len(ref) > 0 and levels.shape == ref_levels.shape and np.allclose(levels, ref_levels)
+        rows.append({method_col: method, seed_col: seed, **summarise(g, metric, level, ref if same else None)})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["AUILC_CAPTION_RATES", "AUILC_GRIDS", "AUILC_RATES", "EFFECTIVE_REFERENCE", "MULTIBENCH_STEP", "air",
+           "air_effective", "area_under_curve", "auilc", "effective_robustness", "level_means", "missing_levels",
+           "relative_robustness", "summarise", "summary_table"]

@@ -120,3 +120,23 @@ def test_evaluate_reexports_the_same_auc() -> None:
     assert from_evaluate is area_under_curve
     y = np.array(ACC)
     assert area_under_curve(_curve(ACC), "Acc") == pytest.approx(naive_trapz(list(y), RATES))
+
+
+def test_summary_table_per_method_and_seed_with_the_reference() -> None:
+    from mplmm.summaries import summary_table
+
+    parts = []
+    for method, shift in (("mult_zero", 0.0), ("mplmm", 0.05)):
+        for seed in (0, 1):
+            y = [v + shift * (i / 10) + 0.01 * seed for i, v in enumerate(ACC)]
+            parts.append(_curve(y).assign(method=method, seed=seed))
+    curves = pd.concat(parts, ignore_index=True)
+    table = summary_table(curves, "Acc")
+    assert list(table["method"]) == ["mult_zero", "mult_zero", "mplmm", "mplmm"]
+    ref_mean = curves[curves["method"] == "mult_zero"]
+    mine = curves[(curves["method"] == "mplmm") & (curves["seed"] == 1)]
+    row = table[(table["method"] == "mplmm") & (table["seed"] == 1)].iloc[0]
+    assert row["effective_robustness"] == pytest.approx(effective_robustness(mine, ref_mean, "Acc"))
+    assert row["effective_robustness"] == pytest.approx(sum(0.05 * i / 10 for i in range(11)))
+    assert row["auilc"] == pytest.approx(auilc(mine, "Acc"))
+    assert "effective_robustness" not in summary_table(curves, "Acc", reference="late_fusion")
