@@ -89,7 +89,7 @@ def _overview(g: Grid, group: RobustnessGroup):
 
     where = " · ".join(x for x in (g.name, group.dataset, f"{group.protocol} protocol" if group.protocol else "")
                        if x)
-    title = f"{group.metric} vs test missing rate (mean ± std over training seeds) · {where}"
+    title = f"{group.metric} vs {group.level_name} (mean ± std over training seeds) · {where}"
     return robustness_figure(group.curves, group.metric, title=title)
 
 
