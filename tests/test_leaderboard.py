@@ -240,3 +240,21 @@ def test_noise_curves_form_their_own_group():
     text = L.to_markdown(L.build_leaderboard(noise, reference="mplmm"))
     assert "Acc @noise 0.5" in text and "feature-noise level (missing rate 0)" in text
     assert "| mplmm (reference) | 1 | 0.750 | 0.750 |" in text  # AUC = AIR = 0.75 over levels 0-1
+
+
+def test_air_by_protocol_for_the_same_checkpoints():
+    random = _metrics(("mplmm", "comp"))
+    structural = _metrics(("mplmm", "comp"))
+    structural["protocol"] = "block"
+    for rec in structural["curves"]:
+        rec["Acc"] -= 0.1 * rec["rate"]  # the structural drop hurts more
+    groups = L.collect_groups([("random", random), ("structural", structural)])
+    (members,) = L.protocol_sets(groups)
+    assert [m.protocol for m in members] == ["modality", "block"]
+    header, rows = L.protocol_cells(members)
+    assert header == ["method", "AIR (OpenVNA) · modality", "AIR (OpenVNA) · block"]
+    air_random = [_per_seed_auc("mplmm", s) for s in range(3)]
+    assert rows[0][1] == f"{np.mean(air_random):.3f} ± {np.std(air_random, ddof=1):.3f}"
+    assert float(rows[0][2].split(" ± ")[0]) == pytest.approx(np.mean(air_random) - 0.05, abs=1e-3)
+    assert rows[1][0] == "comp" and " ± " not in rows[1][1]  # one seed
+    assert not L.protocol_sets(groups[:1])

@@ -448,6 +448,45 @@ def to_html(board: Leaderboard, effective_reference: Optional[str] = None) -> st
     return out
 
 
+# ------------------------------------------------------------------------------------------ between protocols
+def protocol_sets(groups: list[RobustnessGroup]) -> list[list[RobustnessGroup]]:
+    """Groups of one dataset, metric and label evaluated under two or more missing protocols (noise groups apart)."""
+    by_key: dict[tuple[str, str, str], list[RobustnessGroup]] = {}
+    for grp in groups:
+        if grp.level != NOISE:
+            by_key.setdefault((grp.dataset, grp.metric, grp.label), []).append(grp)
+    return [members for members in by_key.values() if len({m.protocol for m in members}) > 1]
+
+
+def protocol_cells(members: list[RobustnessGroup], summary: str = "air") -> tuple[list[str], list[list[str]]]:
+    """Per method (first group's order): ``summary`` (:func:`mplmm.summaries.summarise` key) under each protocol,
+    mean ± std over training seeds, e.g. OpenVNA's AIR under random (``frame``) and structural (``block``) drop."""
+    from ...summaries import summary_table
+
+    tables = [summary_table(m.curves, m.metric, reference=None) for m in members]
+    methods = list(dict.fromkeys(str(x) for t in tables for x in t["method"]))
+    header = ["method", *(f"{SUMMARY_COLUMNS.get(summary, summary)} · {m.protocol}" for m in members)]
+    rows = []
+    for method in methods:
+        cells = []
+        for t in tables:
+            mine = t[t["method"].astype(str) == method]
+            cells.append(_mean_std(_pair(mine[summary])) if summary in t and len(mine) else "–")
+        rows.append([method, *cells])
+    return header, rows
+
+
+def protocol_title(members: list[RobustnessGroup], summary: str = "air") -> str:
+    first = members[0]
+    parts = [first.dataset, first.metric, first.label, f"{SUMMARY_COLUMNS.get(summary, summary)} by protocol"]
+    return " · ".join(p for p in parts if p)
+
+
+def protocol_note(members: list[RobustnessGroup]) -> str:
+    return (f"The same checkpoints under {', '.join(f'`{m.protocol}`' for m in members)}: mean ± std over training "
+            f"seeds of the summary over the evaluated rates (docs/protocols.md).")
+
+
 # ------------------------------------------------------------------------------------------- between labels
 BASE_LABEL = "default"  # with several labels, the one the others are compared with (else the first seen)
 
@@ -509,6 +548,12 @@ def label_markdown(base: Leaderboard, other: Leaderboard, level: int = 3) -> str
                          _markdown_table(*label_comparison_cells(base, other))]) + "\n"
 
 
+def protocol_html(members: list[RobustnessGroup]) -> str:
+    """The between-protocols table of :func:`protocol_cells` with its sentence, as HTML."""
+    return (f"<p>{html.escape(protocol_note(members)).replace('`', '')}</p>"
+            + _html_table(*protocol_cells(members), "comparison"))
+
+
 def label_html(base: Leaderboard, other: Leaderboard) -> str:
     return (f"<p>{html.escape(label_note(base, other))}</p>"
             + _html_table(*label_comparison_cells(base, other), "comparison"))
@@ -532,4 +577,6 @@ def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates:
              for g in groups]
     parts += [label_markdown(build_leaderboard(a, reference, rates), build_leaderboard(b, reference, rates))
               for a, b in label_pairs(groups)]
+    parts += ["\n\n".join([f"### {protocol_title(members)}", protocol_note(members),
+                            _markdown_table(*protocol_cells(members))]) + "\n" for members in protocol_sets(groups)]
     return "\n".join(parts)
