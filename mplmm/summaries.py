@@ -16,7 +16,7 @@ first (mask seeds). Every function reads the raw metric: for an error (MAE) a la
 * :func:`relative_robustness` — MultiBench's relative robustness: the trapezoid over the levels in order with a
   hard-coded step of 0.1 (as in its ``eval_scripts/robustness.py``), whatever the levels are.
 * :func:`effective_robustness` — MultiBench's effective robustness against a reference curve f_ref at the same
-  levels: Σ_i [(f_i − f_0) − (f_ref,i − f_ref,0)], the reference shifted to start where the method starts. MultiBench
+  levels: ``sum_i [(f_i - f_0) - (ref_i - ref_0)]``, the reference shifted to start where the method starts. MultiBench
   compares with late fusion; the workbench has none, so the reference is a method of the grid (``mult_zero``: MulT
   trained on complete data, zero-filled at test, by default). MultiBench also min-max normalises both robustness
   numbers over the methods of its benchmark; these functions do not (a normalised number depends on which other
@@ -104,14 +104,15 @@ def air_effective(curve: pd.DataFrame, metric: str, level: str = "rate") -> floa
 
 
 def relative_robustness(curve: pd.DataFrame, metric: str, level: str = "rate") -> float:
-    """MultiBench's relative robustness: Σ (y_i + y_{i+1}) · 0.1 / 2 over the levels in order (step fixed at 0.1)."""
+    """MultiBench's relative robustness: ``sum_i (y_i + y_(i+1)) * 0.1 / 2`` over the levels in order (step fixed
+    at 0.1)."""
     _, y = _xy(curve, metric, level)
     return float(np.sum((y[1:] + y[:-1]) * MULTIBENCH_STEP / 2.0))
 
 
 def effective_robustness(curve: pd.DataFrame, reference: pd.DataFrame, metric: str, level: str = "rate") -> float:
     """MultiBench's effective robustness of ``curve`` against ``reference`` (both evaluated at the same levels):
-    Σ_i [(y_i − y_0) − (ref_i − ref_0)]."""
+    ``sum_i [(y_i - y_0) - (ref_i - ref_0)]``."""
     x, y = _xy(curve, metric, level)
     xr, yr = _xy(reference, metric, level)
     if len(x) != len(xr) or not np.allclose(x, xr):

@@ -185,7 +185,7 @@ def test_labels_split_leaderboards_and_compare_tuned_with_default(tmp_path):
     pairs = text.split("### synthetic · Acc · tuned vs default")[1]
     assert "| mplmm | 3 | 0.811 ± 0.010 | 0.821 ± 0.010 | +0.010 [+0.010, +0.010] |" in pairs
     assert "| comp | 1 | 0.701 | 0.701 | +0.000 |" in pairs and "mult_zero" not in pairs  # only methods in both
-    assert text.count("| mplmm (reference) | 3 |") == 4  # each label keeps its own leaderboard and summaries
+    assert text.count("| mplmm (reference) | 3 |") == 2  # each label keeps its own leaderboard
     index_groups = [g for g in groups if g.label == "tuned"][0]
     assert sorted(index_groups.curves["method"].unique()) == ["comp", "mplmm"]
 
@@ -212,9 +212,12 @@ def test_summaries_table_under_the_papers_names():
     (group,) = L.collect_groups([("robustness", _metrics())])
     board = L.build_leaderboard(group, reference="mplmm")
     header, rows = L.summaries_cells(board)
-    assert header == ["method", "seeds", "AUC", "AIR (OpenVNA)", "clean − AIR (OpenVNA)",
+    assert header == ["method", "metric", "seeds", "AUC", "AIR (OpenVNA)", "clean − AIR (OpenVNA)",
                       "relative robustness (MultiBench)", "effective robustness (MultiBench)"]  # no AUILC grid here
-    by = {r[0]: r for r in rows}
+    by = {r[0]: [r[0], *r[2:]] for r in rows if r[1] == "Acc"}
+    assert len(rows) == 3  # the headline metric only, unless more are shown
+    more = L.summaries_cells(L.build_leaderboard(group, reference="mplmm", metrics=["MAE"]))[1]
+    assert [r[1] for r in more] == ["Acc"] * 3 + ["MAE"] * 3
     aucs = [_per_seed_auc("mplmm", s) for s in range(3)]
     assert by["mplmm (reference)"][2] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
     assert by["mplmm (reference)"][3] == by["mplmm (reference)"][2]
@@ -239,7 +242,7 @@ def test_noise_curves_form_their_own_group():
     assert sorted(noise.curves["rate"].unique()) == [0.0, 0.5, 1.0]  # the noise level, read as the table's level
     text = L.to_markdown(L.build_leaderboard(noise, reference="mplmm"))
     assert "Acc @noise 0.5" in text and "feature-noise level (missing rate 0)" in text
-    assert "| mplmm (reference) | 1 | 0.750 | 0.750 |" in text  # AUC = AIR = 0.75 over levels 0-1
+    assert "| mplmm (reference) | Acc | 1 | 0.750 | 0.750 |" in text  # AUC = AIR = 0.75 over levels 0-1
 
 
 def test_air_by_protocol_for_the_same_checkpoints():

@@ -375,19 +375,22 @@ SUMMARY_COLUMNS: dict[str, str] = {
 
 
 def summaries_cells(board: Leaderboard, effective_reference: Optional[str] = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the summaries table: per method (ranking order) the mean ± std over training seeds of each
-    summary of :func:`mplmm.summaries.summary_table` that applies to the group's curves (effective robustness against
-    ``effective_reference``, default :data:`mplmm.summaries.EFFECTIVE_REFERENCE`)."""
+    """Header and rows of the summaries table: per metric shown (the headline one first) and method (ranking order),
+    the mean ± std over training seeds of each summary of :func:`mplmm.summaries.summary_table` that applies to the
+    group's curves (effective robustness against ``effective_reference``, default
+    :data:`mplmm.summaries.EFFECTIVE_REFERENCE`)."""
     from ...summaries import EFFECTIVE_REFERENCE, summary_table
 
-    table = summary_table(board.group.curves, board.group.metric,
-                          reference=effective_reference or EFFECTIVE_REFERENCE)
-    keys = [k for k in SUMMARY_COLUMNS if k in table]
-    header = ["method", "seeds", *(SUMMARY_COLUMNS[k] for k in keys)]
+    tables = {m: summary_table(board.group.curves, m, reference=effective_reference or EFFECTIVE_REFERENCE)
+              for m in board.metrics}
+    keys = [k for k in SUMMARY_COLUMNS if k in tables[board.group.metric]]
+    header = ["method", "metric", "seeds", *(SUMMARY_COLUMNS[k] for k in keys)]
     rows = []
-    for method in board.methods:
-        mine = table[table["method"].astype(str) == method]
-        rows.append([_label(board, method), str(len(mine)), *(_mean_std(_pair(mine[k])) for k in keys)])
+    for metric, table in tables.items():
+        for method in board.methods:
+            mine = table[table["method"].astype(str) == method]
+            rows.append([_label(board, method), metric, str(len(mine)),
+                         *(_mean_std(_pair(mine[k])) if k in mine else "–" for k in keys)])
     return header, rows
 
 
@@ -396,8 +399,8 @@ def summaries_note(board: Leaderboard, effective_reference: Optional[str] = None
     from ...summaries import EFFECTIVE_REFERENCE
 
     ref = effective_reference or EFFECTIVE_REFERENCE
-    return (f"Robustness summaries of {board.group.metric} under the papers' names (docs/protocols.md), mean ± std "
-            f"over training seeds: AUILC needs the rates of its grid; AIR and relative robustness are not divided "
+    return (f"Robustness summaries under the papers' names (docs/protocols.md), mean ± std over training seeds, of "
+            f"the raw metric (for an error such as MAE a larger area is worse): AUILC needs the rates of its grid; AIR and relative robustness are not divided "
             f"by the level range; effective robustness is MultiBench's, against `{ref}`'s mean curve (shown when "
             f"`{ref}` was evaluated at the same levels), without MultiBench's min-max normalisation.")
 
