@@ -21,7 +21,7 @@ from .config import add_flags, canonical, flag_values, from_dict, specs
 from .constants import MODALITIES
 from .data.options import LABEL_OPTIONS, DataOptions
 from .errors import UserError
-from .missing import MODE_PROTOCOLS, PROTOCOLS
+from .missing import MODE_PROTOCOLS
 from .models import config_class
 from .models.mplmm import MPLMMConfig
 from .models.mult import BACKBONE_KEYS, MulTConfig

@@ -20,6 +20,7 @@ Every function that runs the model takes ``amp`` (bfloat16 autocast on CUDA, and
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Iterable, Optional, Sequence
 
@@ -33,9 +34,9 @@ from .data.schema import MultimodalDataset, Split
 from .errors import ConfigError
 from .losses import criterion_for, loss_target
 from .missing import MissingMasks, MissingSpec, eval_masks, mode_counts
+from .models.base import MissingModalityModel
 from .noise import NoiseSpec, draw_noise, noise_scales
 from .summaries import area_under_curve  # the workbench's AUC (re-exported here; every summary: mplmm.summaries)
-from .models.base import MissingModalityModel
 from .utils import autocast_for, model_device, resolve_device
 
 DEFAULT_RATES: tuple[float, ...] = tuple(round(r, 1) for r in np.linspace(0, 1, 11))
@@ -55,10 +56,10 @@ class SplitTensors:
         self.y = torch.as_tensor(split.labels, device=device)
         self.ids = split.ids
         self.n = len(split)
-        self.host_lengths = split.length_matrix()  # (N, 3) recorded steps on the host (frame-level masks), or None
         self.present = np.asarray(split.present, dtype=bool)
         self.observed = split.observed_modes()
         mat = split.length_matrix()
+        self.host_lengths = mat  # (N, 3) recorded steps on the host (the frame-level masks act on them), or None
         self.lengths = None if mat is None else torch.as_tensor(mat, device=device)
 
     def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -254,8 +255,6 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
 def noisy_tensors(data: SplitTensors, ds: MultimodalDataset, split: str, spec: NoiseSpec) -> SplitTensors:
     """A copy of ``data`` whose features carry the seeded noise of ``spec`` (:func:`mplmm.noise.draw_noise`, scales
     from the training split); labels, lengths and what is recorded are shared, nothing is marked absent."""
-    import copy
-
     noisy = copy.copy(data)
     if spec.level == 0:
         return noisy
@@ -384,7 +383,7 @@ def evaluate_missing(model: MissingModalityModel, ds: MultimodalDataset, split: 
 
 __all__ = [
     "DEFAULT_RATES", "ModePredictions", "SplitTensors", "area_under_curve", "evaluate_missing", "evaluate_model",
-    "evaluate_split", "frame_rows", "frames_on", "labelled_rows", "noise_curve", "noisy_tensors", "pattern_table", "per_mode_table", "predict",
-    "predict_all_modes", "prediction_table", "predictions_frame", "robustness_curve", "run_model",
-    "score_predictions",
+    "evaluate_split", "frame_rows", "frames_on", "labelled_rows", "noise_curve", "noisy_tensors", "pattern_table",
+    "per_mode_table", "predict", "predict_all_modes", "prediction_table", "predictions_frame", "robustness_curve",
+    "run_model", "score_predictions",
 ]

@@ -58,9 +58,9 @@ class MetricsSchema:
     auc: Optional[list] = option(None, "records: method, seed, auc")
     auc_summary: Optional[list] = option(None, "records: method, auc_mean, auc_std, n_seeds")
     per_mode: Optional[list] = option(None, "records: method, seed, mode (0-6), mode_name and one column per metric")
-    summaries: Optional[list] = option(None, "records: method, seed, auc and the papers' summaries of the curve (auilc, "
-                                       "auilc_caption, air, air_effective, relative_robustness, effective_robustness;"
-                                       " mplmm.summaries)")
+    summaries: Optional[list] = option(None, "records: method, seed, auc and the papers' summaries of the curve "
+                                       "(auilc, auilc_caption, air, air_effective, relative_robustness, "
+                                       "effective_robustness; mplmm.summaries)")
     effective_reference: Optional[str] = option(None, "the method effective robustness is measured against")
     noise_levels: Optional[list] = option(None, "Gaussian feature-noise levels evaluated (missing rate 0)")
     noise_curves: Optional[list] = option(None, "records: method, seed, noise, noise_seed and one column per metric "

@@ -554,7 +554,8 @@ def eval_masks(
 
 
 __all__ = [
-    "PROTOCOLS", "FRAME_PROTOCOLS", "MODE_PROTOCOLS", "PRESENT_TABLE", "block_lengths", "MissingSpec", "MissingMasks", "hash_uint64", "sample_uniforms", "draw_modes",
+    "PROTOCOLS", "FRAME_PROTOCOLS", "MODE_PROTOCOLS", "PRESENT_TABLE", "block_lengths", "MissingSpec", "MissingMasks",
+    "hash_uint64", "sample_uniforms", "draw_modes",
     "effective_modes",
     "draw_frame_masks", "epoch_spec", "present_matrix", "present_matrix_to_modes", "missing_entry_fraction",
     "expected_missing_fraction", "mode_counts", "apply_missing_torch", "present_table", "eval_masks",

@@ -5,17 +5,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_data import DIMS, SEQS, tiny_dataset
 
 from mplmm import interpret as I
-from mplmm.constants import MODE_NAMES
-from mplmm.constants import MODALITIES
-from mplmm.evaluate import (ModePredictions, SplitTensors, evaluate_model, noise_curve, per_mode_table, predict,
-                            predict_all_modes, robustness_curve, score_predictions)
+from mplmm.constants import MODALITIES, MODE_NAMES
+from mplmm.evaluate import (
+    ModePredictions,
+    SplitTensors,
+    evaluate_model,
+    noise_curve,
+    per_mode_table,
+    predict,
+    predict_all_modes,
+    robustness_curve,
+    score_predictions,
+)
 from mplmm.missing import FRAME_PROTOCOLS, MissingSpec, eval_masks
-from mplmm.noise import NoiseSpec, draw_noise, noise_scales
 from mplmm.models import create_model
-
-from tiny_data import DIMS, SEQS, tiny_dataset
+from mplmm.noise import NoiseSpec, draw_noise, noise_scales
 
 RATES, SEEDS = (0.0, 0.1, 0.5, 0.9, 1.0), (0, 3, 7)
 SMALL = {"d": 12, "num_heads": 3, "layers": 1}

@@ -233,13 +233,14 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
     """Re-evaluate ``model`` on ``split`` live: a missing-rate slider, a protocol menu and three modality toggles.
 
     With every toggle on, the seeded masks of the chosen protocol (``protocol``: any of
-    :data:`mplmm.missing.PROTOCOLS`, the published ones included: docs/protocols.md) at ``rate`` apply; switching modalities off forces every
-    sample into the matching missing mode (the rate slider is then disabled). All three off → a message, the last
-    figure stays. Controls: ``rate`` (FloatSlider), ``text`` / ``audio`` / ``vision`` (ToggleButton, True = present).
+    :data:`mplmm.missing.PROTOCOLS`, the published ones included: docs/protocols.md) at ``rate`` apply; switching
+    modalities off forces every sample into the matching missing mode (the rate slider is then disabled). All three
+    off → a message, the last figure stays. Controls: ``rate`` (FloatSlider), ``protocol`` (Dropdown), ``text`` /
+    ``audio`` / ``vision`` (ToggleButton, True = present).
     Predictions come from a per-mode cache (``state["modes"]``, at most seven forward passes): under the ``modality``
     and ``entry`` protocols moving the slider runs no forward pass; the frame-level protocols (``frame``, ``block``,
-    ``temporal``, ``temporal_block``) run one pass per change (a prediction depends on the kept steps). A model trained on data of other dims, task or
-    classes is refused in one line (``CheckpointError``).
+    ``temporal``, ``temporal_block``) run one pass per change (a prediction depends on the kept steps). A model
+    trained on data of other dims, task or classes is refused in one line (``CheckpointError``).
     """
     from mplmm.evaluate import ModePredictions
 

@@ -17,8 +17,17 @@ from ... import metrics_file
 from .. import runs
 from .execute import error_text
 from .grid import INJECTED, Grid, rel_path
-from .leaderboard import (RobustnessGroup, build_leaderboard, collect_groups, label_html, label_pairs, protocol_html,
-                          protocol_sets, protocol_title, to_html)
+from .leaderboard import (
+    RobustnessGroup,
+    build_leaderboard,
+    collect_groups,
+    label_html,
+    label_pairs,
+    protocol_html,
+    protocol_sets,
+    protocol_title,
+    to_html,
+)
 from .report import plotlyjs_tag, shared_static
 
 

@@ -370,7 +370,8 @@ def comparison_note(board: Leaderboard) -> str:
 SUMMARY_COLUMNS: dict[str, str] = {
     "auc": "AUC", "auilc": "AUILC 0.0–1.0 (EMT-DLFR code)", "auilc_caption": "AUILC 0.1–1.0 (EMT-DLFR caption)",
     "air": "AIR (OpenVNA)", "air_effective": "clean − AIR (OpenVNA)",
-    "relative_robustness": "relative robustness (MultiBench)", "effective_robustness": "effective robustness (MultiBench)",
+    "relative_robustness": "relative robustness (MultiBench)",
+    "effective_robustness": "effective robustness (MultiBench)",
 }
 
 
@@ -400,9 +401,10 @@ def summaries_note(board: Leaderboard, effective_reference: Optional[str] = None
 
     ref = effective_reference or EFFECTIVE_REFERENCE
     return (f"Robustness summaries under the papers' names (docs/protocols.md), mean ± std over training seeds, of "
-            f"the raw metric (for an error such as MAE a larger area is worse): AUILC needs the rates of its grid; AIR and relative robustness are not divided "
-            f"by the level range; effective robustness is MultiBench's, against `{ref}`'s mean curve (shown when "
-            f"`{ref}` was evaluated at the same levels), without MultiBench's min-max normalisation.")
+            f"the raw metric (for an error such as MAE a larger area is worse): AUILC needs the rates of its grid; "
+            f"AIR and relative robustness are not divided by the level range; effective robustness is "
+            f"MultiBench's, against `{ref}`'s mean curve (shown when `{ref}` was evaluated at the same levels), "
+            f"without MultiBench's min-max normalisation.")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
