@@ -21,7 +21,7 @@ from .config import add_flags, canonical, flag_values, from_dict, specs
 from .constants import MODALITIES
 from .data.options import LABEL_OPTIONS, DataOptions
 from .errors import UserError
-from .missing import PROTOCOLS
+from .missing import MODE_PROTOCOLS
 from .models import config_class
 from .models.mplmm import MPLMMConfig
 from .models.mult import BACKBONE_KEYS, MulTConfig
@@ -130,12 +130,16 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_curve(args) -> int:
-    from .evaluate import ModePredictions, area_under_curve, per_mode_table, robustness_curve
+    from .evaluate import ModePredictions, noise_curve, per_mode_table, robustness_curve
     from .metrics import headline_metric
     from .missing import MissingSpec
+    from .noise import NoiseSpec
+    from .summaries import summarise
 
     for rate in args.rates:
-        MissingSpec(args.protocol, rate, 0)  # validates each rate before any work
+        MissingSpec(args.protocol, rate, 0)  # validates each rate and noise level before any work
+    for level in args.noise_levels or []:
+        NoiseSpec(level, 0)
     model, ds = _model_and_data(args)
     cache = ModePredictions(model, ds, args.split, args.device, amp=args.amp)  # <= 7 passes for curve + table
     curve = robustness_curve(model, ds, args.rates, args.mask_seeds, args.protocol, args.split, args.device,
@@ -146,13 +150,26 @@ def cmd_curve(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "curve.csv", index=False)
     modes.to_csv(out / "per_mode.csv", index=False)
-    write_json(out / "curve.json", {"checkpoint": args.checkpoint, "metric": key,
-                                    "auc": area_under_curve(curve, key), "curve": curve.to_dict("records"),
-                                    "per_mode": modes.to_dict("records")})
+    summaries = summarise(curve, key)
+    record = {"checkpoint": args.checkpoint, "metric": key, "protocol": args.protocol, "auc": summaries["auc"],
+              "summaries": summaries, "curve": curve.to_dict("records"), "per_mode": modes.to_dict("records")}
+    noise = None
+    if args.noise_levels:
+        noise = noise_curve(model, ds, args.noise_levels, args.mask_seeds, args.split, args.device,
+                            progress=not args.quiet, amp=args.amp)
+        noise.to_csv(out / "noise.csv", index=False)
+        record.update(noise_curve=noise.to_dict("records"), noise_summaries=summarise(noise, key, level="noise"))
+    write_json(out / "curve.json", record)
     print(curve.groupby("rate")[[key, "MAE" if "MAE" in curve else key]].mean().round(4).to_string())
-    print(f"area under {key} curve: {area_under_curve(curve, key):.4f}")
+    print(f"area under {key} curve: {summaries['auc']:.4f}")
+    print(f"{key} summaries ({args.protocol} protocol; docs/protocols.md): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in summaries.items()))
+    if noise is not None:
+        print(noise.groupby("noise")[[key]].mean().round(4).to_string())
+        print(f"{key} over feature-noise levels: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in record["noise_summaries"].items()))
     print(modes[["mode", "mode_name", key]].round(4).to_string(index=False))
-    print(f"wrote {out}/curve.csv, per_mode.csv, curve.json")
+    print(f"wrote {out}/curve.csv, per_mode.csv{', noise.csv' if noise is not None else ''}, curve.json")
     return 0
 
 
@@ -261,7 +278,8 @@ def cmd_batch(args) -> int:
 def cmd_table(args) -> int:
     from .workbench.batch import markdown_for
 
-    print(markdown_for(args.run_dir, reference=args.reference, rates=args.rates, metrics=args.metrics), end="")
+    print(markdown_for(args.run_dir, reference=args.reference, rates=args.rates, metrics=args.metrics,
+                       effective_reference=args.effective_reference), end="")
     return 0
 
 
@@ -351,11 +369,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_curve(sub: argparse._SubParsersAction) -> None:
     """``curve``: metrics over missing rates and per missing mode."""
-    c = sub.add_parser("curve", help="metrics over missing rates 0.0-1.0 and per missing mode -> CSV/JSON")
+    c = sub.add_parser("curve", help="metrics over missing rates 0.0-1.0 and per missing mode, the papers' "
+                      "summaries (AUILC, AIR, relative robustness) -> CSV/JSON")
     _add_eval_flags(c)
     c.add_argument("--rates", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)],
                    help="test missing rates (default 0.0 0.1 ... 1.0)")
     c.add_argument("--mask_seeds", type=int, nargs="+", default=[0, 1, 2], help="mask seeds (default 0 1 2)")
+    c.add_argument("--noise_levels", type=float, nargs="+", default=None,
+                   help="also a curve over Gaussian feature-noise levels (sigma in units of each modality's training "
+                        "spread) at missing rate 0, seeds = mask seeds (default: none)")
     c.add_argument("--out", default=None, help="folder for curve.csv, per_mode.csv and curve.json (default: "
                    "<checkpoint folder>/curve)")
     c.set_defaults(func=cmd_curve)
@@ -373,7 +395,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                     help="what-if: force one missing mode 0..6 (never a modality a sample lacks)")
     pr.add_argument("--test_rate", type=float, default=0.0, help="what-if: simulated missing rate (default 0)")
     add_flags(pr, TrainConfig, ["protocol", "eval_seed", "batch_size", "amp"], keep_defaults=True,
-              choices={"protocol": [p for p in PROTOCOLS if p != "frame"]},
+              choices={"protocol": [*MODE_PROTOCOLS, "observed"]},
               help={"protocol": "of the what-if drops", "eval_seed": "of the what-if drops",
                     "batch_size": "samples per forward pass; memory grows with it",
                     "amp": "also on CPUs with native bfloat16"})
@@ -494,6 +516,8 @@ def _add_table(sub: argparse._SubParsersAction) -> None:
     tb.add_argument("--metrics", nargs="+", default=None,
                     help="more metric columns after the headline one, e.g. Non0_F1_score MAE (the AUC and the "
                          "comparison use the headline metric)")
+    tb.add_argument("--effective-reference", dest="effective_reference", default=None,
+                    help="method MultiBench's effective robustness is measured against (default: mult_zero)")
     tb.set_defaults(func=cmd_table)
 
 

@@ -6,8 +6,12 @@
 * Per-mode passes — under the ``modality`` and ``entry`` protocols a mask is one missing mode per sample (no frame
   masks), so a per-sample model's prediction is a function of (sample, mode): :class:`ModePredictions` runs at most
   seven forward passes (every sample forced into one mode) and answers every rate and mask seed by gathering each
-  sample's prediction from the pass of its mode. The ``frame`` protocol drops time steps per sample and keeps one
-  pass per mask.
+  sample's prediction from the pass of its mode. The frame-level protocols (``frame``, ``block``, ``temporal``,
+  ``temporal_block``: :data:`mplmm.missing.FRAME_PROTOCOLS`) drop time steps per sample, so a prediction depends on
+  which steps are kept: they cannot use the cache and keep one pass per (rate, mask seed).
+* Noise — :func:`noise_curve`: metrics over Gaussian feature-noise levels (:mod:`mplmm.noise`), a corruption recorded
+  in its own ``noise`` column, never as a missing rate; one pass per (level, noise seed) (the modes are cached
+  within one noise draw).
 * Curves and tables — :func:`robustness_curve`, :func:`per_mode_table`, :func:`area_under_curve`.
 * Per-sample — :func:`predictions_frame` and :func:`evaluate_missing` (the live missing-rate / mode explorer).
 
@@ -16,6 +20,7 @@ Every function that runs the model takes ``amp`` (bfloat16 autocast on CUDA, and
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Iterable, Optional, Sequence
 
@@ -24,12 +29,14 @@ import pandas as pd
 import torch
 
 from . import metrics as M
-from .constants import COMPLETE_MODE, MODE_NAMES, N_MODES, PRESENT_ROWS, present_to_mode
+from .constants import COMPLETE_MODE, MODALITIES, MODE_NAMES, N_MODES, PRESENT_ROWS, present_to_mode
 from .data.schema import MultimodalDataset, Split
 from .errors import ConfigError
 from .losses import criterion_for, loss_target
 from .missing import MissingMasks, MissingSpec, eval_masks, mode_counts
 from .models.base import MissingModalityModel
+from .noise import NoiseSpec, draw_noise, noise_scales
+from .summaries import area_under_curve  # the workbench's AUC (re-exported here; every summary: mplmm.summaries)
 from .utils import autocast_for, model_device, resolve_device
 
 DEFAULT_RATES: tuple[float, ...] = tuple(round(r, 1) for r in np.linspace(0, 1, 11))
@@ -52,6 +59,7 @@ class SplitTensors:
         self.present = np.asarray(split.present, dtype=bool)
         self.observed = split.observed_modes()
         mat = split.length_matrix()
+        self.host_lengths = mat  # (N, 3) recorded steps on the host (the frame-level masks act on them), or None
         self.lengths = None if mat is None else torch.as_tensor(mat, device=device)
 
     def batch(self, idx: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -200,7 +208,8 @@ class ModePredictions:
 
     def evaluate(self, spec: MissingSpec) -> dict:
         """As :func:`evaluate_model` for this model and split."""
-        masks = eval_masks(spec, self.data.ids, self.split, self.ds.seq_lens, present=self.data.present)
+        masks = eval_masks(spec, self.data.ids, self.split, self.ds.seq_lens, present=self.data.present,
+                           lengths=self.data.host_lengths)
         return _scored(self.ds, self.predict(masks), self.data, masks)
 
 
@@ -228,8 +237,9 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
     """One row per (rate, mask seed): the split's metrics at that test missing rate.
 
     ``modality``/``entry`` with a per-sample model: at most seven forward passes for the whole curve (``cache``, e.g.
-    shared with :func:`per_mode_table`, may hold them already); ``frame``, a batch-coupled model or ``cached=False``:
-    one pass per (rate, seed), as before.
+    shared with :func:`per_mode_table`, may hold them already); a frame-level protocol (``frame``, ``block``,
+    ``temporal``, ``temporal_block``: predictions depend on the kept steps, not only on the mode), a batch-coupled
+    model or ``cached=False``: one pass per (rate, seed). Summaries: :mod:`mplmm.summaries`.
     """
     from tqdm.auto import tqdm
 
@@ -239,6 +249,41 @@ def robustness_curve(model: MissingModalityModel, ds: MultimodalDataset, rates: 
     for rate, seed in tqdm(grid, desc="curve", disable=not progress):
         res = evaluator.evaluate(MissingSpec(protocol, rate, seed))
         rows.append({"rate": rate, "mask_seed": seed, "protocol": protocol, "split": split, **res})
+    return pd.DataFrame(rows)
+
+
+def noisy_tensors(data: SplitTensors, ds: MultimodalDataset, split: str, spec: NoiseSpec) -> SplitTensors:
+    """A copy of ``data`` whose features carry the seeded noise of ``spec`` (:func:`mplmm.noise.draw_noise`, scales
+    from the training split); labels, lengths and what is recorded are shared, nothing is marked absent."""
+    noisy = copy.copy(data)
+    if spec.level == 0:
+        return noisy
+    shapes = {m: tuple(x.shape[1:]) for m, x in zip(MODALITIES, data.x)}
+    added = draw_noise(spec, data.ids, split, shapes, noise_scales(ds["train"]), data.present)
+    noisy.x = [x + torch.as_tensor(added[m], device=x.device) for m, x in zip(MODALITIES, data.x)]
+    return noisy
+
+
+def noise_curve(model: MissingModalityModel, ds: MultimodalDataset, levels: Iterable[float],
+                seeds: Sequence[int] = (0,), split: str = "test", device: str = "auto", rate: float = 0.0,
+                protocol: str = "modality", progress: bool = False, amp: bool = False) -> pd.DataFrame:
+    """One row per (noise level, noise seed): the split's metrics with Gaussian feature noise of that level
+    (:class:`mplmm.noise.NoiseSpec`) added to what each sample has, under the ``protocol`` masks at missing ``rate``
+    (default 0: noise only; mask seed 0). Columns ``noise``, ``noise_seed``, ``corruption`` (gaussian), ``rate``,
+    ``mask_seed``, ``protocol``, ``split`` and the metrics: noise is recorded apart from missingness."""
+    from tqdm.auto import tqdm
+
+    specs = [NoiseSpec(level, seed) for level in levels for seed in seeds]  # validates every level first
+    MissingSpec(protocol, rate, 0)
+    dev = resolve_device(device)
+    model.to(dev)
+    clean = SplitTensors(ds[split], dev)
+    rows = []
+    for spec in tqdm(specs, desc="noise", disable=not progress):
+        data = noisy_tensors(clean, ds, split, spec)
+        res = ModePredictions(model, ds, split, device, data=data, amp=amp).evaluate(MissingSpec(protocol, rate, 0))
+        rows.append({"noise": spec.level, "noise_seed": spec.seed, "corruption": "gaussian", "rate": float(rate),
+                     "mask_seed": 0, "protocol": protocol, "split": split, **res})
     return pd.DataFrame(rows)
 
 
@@ -262,16 +307,6 @@ def per_mode_table(model: MissingModalityModel, ds: MultimodalDataset, split: st
         rows.append({"mode": mode, "mode_name": MODE_NAMES[mode], "split": split, "n_in_mode": int(keep.sum()),
                      **res})
     return pd.DataFrame(rows)
-
-
-def area_under_curve(curve: pd.DataFrame, metric: str) -> float:
-    """Trapezoidal area under ``metric`` over rate ∈ [0, 1] (mean over mask seeds first), normalised by the range."""
-    g = curve.groupby("rate")[metric].mean().sort_index()
-    x, y = g.index.to_numpy(dtype=float), g.to_numpy(dtype=float)
-    if len(x) < 2:
-        return float(y[0]) if len(y) else float("nan")
-    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
-
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -348,7 +383,7 @@ def evaluate_missing(model: MissingModalityModel, ds: MultimodalDataset, split: 
 
 __all__ = [
     "DEFAULT_RATES", "ModePredictions", "SplitTensors", "area_under_curve", "evaluate_missing", "evaluate_model",
-    "evaluate_split", "frame_rows", "frames_on", "labelled_rows", "pattern_table", "per_mode_table", "predict",
-    "predict_all_modes", "prediction_table", "predictions_frame", "robustness_curve", "run_model",
-    "score_predictions",
+    "evaluate_split", "frame_rows", "frames_on", "labelled_rows", "noise_curve", "noisy_tensors", "pattern_table",
+    "per_mode_table", "predict", "predict_all_modes", "prediction_table", "predictions_frame", "robustness_curve",
+    "run_model", "score_predictions",
 ]

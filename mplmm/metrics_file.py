@@ -45,7 +45,8 @@ class MetricsSchema:
     valid: Optional[dict] = option(None, "validation-split metrics {name: number}")
     key_metrics: Optional[dict] = option(None, "headline numbers {name: number} shown in the batch index")
     metric: Optional[str] = option(None, "the metric column of curves and per_mode")
-    protocol: Optional[str] = option(None, "missing-data protocol of curves (modality, entry, frame)")
+    protocol: Optional[str] = option(None, "missing-data protocol of curves (mplmm.missing.PROTOCOLS: modality, entry, "
+                                     "frame, block, temporal, temporal_block, observed)")
     rates: Optional[list] = option(None, "test missing rates evaluated")
     mask_seeds: Optional[list] = option(None, "seeds of the fixed test masks")
     label: Optional[str] = option(None, "a robustness run's name for its set of checkpoints (e.g. tuned, default); "
@@ -57,6 +58,14 @@ class MetricsSchema:
     auc: Optional[list] = option(None, "records: method, seed, auc")
     auc_summary: Optional[list] = option(None, "records: method, auc_mean, auc_std, n_seeds")
     per_mode: Optional[list] = option(None, "records: method, seed, mode (0-6), mode_name and one column per metric")
+    summaries: Optional[list] = option(None, "records: method, seed, auc and the papers' summaries of the curve "
+                                       "(auilc, auilc_caption, air, air_effective, relative_robustness, "
+                                       "effective_robustness; mplmm.summaries)")
+    effective_reference: Optional[str] = option(None, "the method effective robustness is measured against")
+    noise_levels: Optional[list] = option(None, "Gaussian feature-noise levels evaluated (missing rate 0)")
+    noise_curves: Optional[list] = option(None, "records: method, seed, noise, noise_seed and one column per metric "
+                                          "(a corruption, apart from the missing-rate curves)")
+    noise_summaries: Optional[list] = option(None, "records: method, seed and the summaries over the noise levels")
 
 
 #: the top-level keys that some reader relies on → their meaning (types: :class:`MetricsSchema`)
@@ -66,6 +75,9 @@ RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "curves": ("method", "seed", "rate"),
     "per_mode": ("method", "seed", "mode"),
     "auc_summary": ("method", "auc_mean"),
+    "summaries": ("method", "seed", "auc"),
+    "noise_curves": ("method", "seed", "noise"),
+    "noise_summaries": ("method", "seed", "auc"),
 }
 
 log = logging.getLogger(__name__)
@@ -89,7 +101,7 @@ def check_metrics(metrics: dict) -> None:
     from_dict(MetricsSchema, metrics, "metrics", error=MetricsError, allow_unknown=True)
     metric = metrics.get("metric")
     for key, columns in RECORD_COLUMNS.items():
-        wanted = [*columns, metric] if metric and key in ("curves", "per_mode") else list(columns)
+        wanted = [*columns, metric] if metric and key in ("curves", "per_mode", "noise_curves") else list(columns)
         for i, rec in enumerate(metrics.get(key) or []):
             if any(not isinstance(rec, dict) or c not in rec for c in wanted):
                 raise MetricsError(bad_value("metrics", f"{key}[{i}]", f"a record with columns {', '.join(wanted)}",

@@ -1,4 +1,5 @@
-"""Seeded missing-modality protocols (MPLMM sample-level, ComP entry-level, EMT-DLFR frame-level).
+"""Seeded missing-modality protocols (MPLMM sample-level, ComP entry-level, EMT-DLFR frame-level, OpenVNA / CIDer
+structural and temporal drops) and seeded feature noise (a corruption, kept apart from missingness).
 
 Every mask is a pure function of ``(protocol, rate, seed, split, sample id)``: nothing depends on the number of
 samples, their order, the batch they fall into, or global RNG state.  The building block is a per-sample uniform
@@ -18,7 +19,22 @@ Protocols (``rate`` = r or p):
   keeps the missing set nested in r).
 * ``"frame"`` (EMT-DLFR): all samples keep mode 6; each time step of each modality is dropped i.i.d. with
   probability r (kept iff its uniform ``>= r``), see :func:`draw_frame_masks`.
+* ``"block"`` (OpenVNA structural feature drop): all samples keep mode 6; in each modality of each sample one
+  contiguous block of ``L = floor(r * T + 1/2)`` of its ``T`` recorded steps is dropped, starting at
+  ``floor(u(f"block:{m}") * (T - L + 1))``; the start uniform is drawn once, so the block only grows with r.
+* ``"temporal"`` (CIDer TMFM / NIAT temporal missing): i.i.d. drops on one time axis shared by the three modalities
+  (step t of a modality with T recorded steps reads position ``floor(t * G / T)`` of a grid of G = max padded length
+  uniforms): a dropped instant is dropped in every modality at once.
+* ``"temporal_block"`` (CIDer STMFM, structural temporal missing): one contiguous block on the shared relative time
+  axis, dropped in every modality: as ``"block"`` with one start uniform ``u("block")`` for the three modalities.
 * ``"observed"``: no simulated drop (the rate is ignored): every sample keeps what was really recorded.
+
+The four frame-level protocols (:data:`FRAME_PROTOCOLS`) make per-time-step masks (:func:`draw_frame_masks`): a
+prediction then depends on which steps are kept, not only on the sample's mode, so the 7-pass curve cache of
+:mod:`mplmm.evaluate` cannot answer them (one forward pass per rate and mask seed).
+
+**Noise** (:class:`NoiseSpec`, :func:`draw_noise`) is not missingness: it adds seeded Gaussian noise to the features
+that are there and never marks anything absent; results record it in its own ``noise`` column.
 
 **Real absence.** A dataset records which modalities each sample really has (``Split.present``). The mode a sample
 is evaluated or trained in is :func:`effective_modes`: the intersection of what is present and what the protocol
@@ -42,7 +58,11 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PROTOCOLS: tuple[str, ...] = ("modality", "entry", "frame", "observed")
+PROTOCOLS: tuple[str, ...] = ("modality", "entry", "frame", "block", "temporal", "temporal_block", "observed")
+#: protocols that drop time steps (frame masks); every sample keeps mode 6 and the 7-pass cache does not apply
+FRAME_PROTOCOLS: tuple[str, ...] = ("frame", "block", "temporal", "temporal_block")
+#: protocols that drop whole modalities (one mode per sample): the 7-pass cache answers them
+MODE_PROTOCOLS: tuple[str, ...] = ("modality", "entry")
 
 #: (7, 3) bool table: row = mode, columns = present flags (text, audio, vision).
 PRESENT_TABLE: np.ndarray = np.array(PRESENT_ROWS, dtype=bool)
@@ -105,14 +125,17 @@ def _as_id_list(ids: Union[Sequence[Any], np.ndarray]) -> list[str]:
     return [str(x) for x in arr.tolist()]
 
 
-def hash_uint64(spec: MissingSpec, ids: Union[Sequence[Any], np.ndarray], split: str, stream: str) -> np.ndarray:
-    """uint64 (N,) from blake2b(``f"{protocol}|{seed}|{split}|{id}|{stream}"``), little-endian, 8-byte digest."""
-    prefix = f"{spec.protocol}|{spec.seed}|{split}|"
-    suffix = f"|{stream}"
+def _digests(prefix: str, ids: Union[Sequence[Any], np.ndarray], suffix: str) -> np.ndarray:
+    """uint64 (N,): blake2b(``prefix + id + suffix``), little-endian, 8-byte digest, per id."""
     digests = b"".join(
         hashlib.blake2b((prefix + sid + suffix).encode("utf-8"), digest_size=8).digest() for sid in _as_id_list(ids)
     )
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def hash_uint64(spec: MissingSpec, ids: Union[Sequence[Any], np.ndarray], split: str, stream: str) -> np.ndarray:
+    """uint64 (N,) from blake2b(``f"{protocol}|{seed}|{split}|{id}|{stream}"``), little-endian, 8-byte digest."""
+    return _digests(f"{spec.protocol}|{spec.seed}|{split}|", ids, f"|{stream}")
 
 
 def sample_uniforms(spec: MissingSpec, ids: Union[Sequence[Any], np.ndarray], split: str, stream: str) -> np.ndarray:
@@ -130,7 +153,7 @@ def draw_modes(spec: MissingSpec, ids: Union[Sequence[Any], np.ndarray], split: 
     if spec.force_mode is not None:
         _as_id_list(ids)  # validate shape
         return np.full(n, spec.force_mode, dtype=np.int64)
-    if spec.protocol in ("frame", "observed") or n == 0:
+    if spec.protocol in FRAME_PROTOCOLS or spec.protocol == "observed" or n == 0:
         _as_id_list(ids)
         return np.full(n, COMPLETE_MODE, dtype=np.int64)
     if spec.protocol == "modality":
@@ -223,22 +246,80 @@ def _seq_lens_dict(seq_lens: Union[Mapping[str, int], Sequence[int]]) -> dict[st
     return d
 
 
+def _valid_lengths(lengths: Optional[np.ndarray], n: int, lens: Mapping[str, int]) -> np.ndarray:
+    """int64 ``(N, 3)``: the recorded lengths (clipped to the padded ones), or the padded lengths when None."""
+    padded = np.array([lens[m] for m in MODALITIES], dtype=np.int64)
+    if lengths is None:
+        return np.broadcast_to(padded, (n, 3)).copy()
+    arr = np.asarray(lengths)
+    if arr.shape != (n, 3) or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"lengths must be integers of shape ({n}, 3), got {arr.dtype} {arr.shape}")
+    return np.clip(arr.astype(np.int64), 0, padded)
+
+
+def block_lengths(rate: float, lengths: np.ndarray) -> np.ndarray:
+    """Steps a block drops at ``rate`` out of ``lengths`` recorded ones: ``floor(rate * T + 1/2)`` (halves round up,
+    so the count never shrinks as the rate grows)."""
+    return np.floor(float(rate) * np.asarray(lengths, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def _block_masks(spec: MissingSpec, ids: Any, split: str, lens: Mapping[str, int], valid: np.ndarray) -> dict:
+    """``block`` / ``temporal_block``: one contiguous dropped block per (sample, modality), nested in the rate."""
+    if spec.protocol == "block":  # a start uniform per modality
+        u = np.stack([sample_uniforms(spec, ids, split, f"block:{m}") for m in MODALITIES], axis=1)
+    else:  # one start uniform for the three modalities: the same relative position
+        u = np.repeat(sample_uniforms(spec, ids, split, "block")[:, None], 3, axis=1)
+    size = block_lengths(spec.rate, valid)
+    start = np.floor(u * (valid - size + 1)).astype(np.int64)
+    out = {}
+    for j, m in enumerate(MODALITIES):
+        t = np.arange(lens[m])[None, :]
+        out[m] = ~((t >= start[:, j:j + 1]) & (t < start[:, j:j + 1] + size[:, j:j + 1]))
+    return out
+
+
+def _temporal_masks(spec: MissingSpec, ids: Any, split: str, lens: Mapping[str, int], valid: np.ndarray) -> dict:
+    """``temporal``: i.i.d. drops on a grid of G shared instants; modality step t reads instant ``t * G // T``."""
+    grid = max(max(lens.values()), 1)
+    seeds = hash_uint64(spec, ids, split, "temporal")
+    u = np.empty((len(seeds), grid), dtype=np.float64)
+    for i, s in enumerate(seeds.tolist()):
+        u[i] = np.random.default_rng(s).random(grid)
+    out = {}
+    for j, m in enumerate(MODALITIES):
+        t = np.arange(lens[m])[None, :]
+        length = valid[:, j:j + 1]
+        instant = np.minimum(t * grid // np.maximum(length, 1), grid - 1)
+        dropped = np.take_along_axis(u, instant, axis=1) < spec.rate
+        out[m] = ~(dropped & (t < length))
+    return out
+
+
 def draw_frame_masks(
     spec: MissingSpec,
     ids: Union[Sequence[Any], np.ndarray],
     split: str,
     seq_lens: Union[Mapping[str, int], Sequence[int]],
+    lengths: Optional[np.ndarray] = None,
 ) -> dict[str, np.ndarray]:
-    """Per-frame keep masks ``{modality: bool (N, T_m)}`` (True = kept).
+    """Per-frame keep masks ``{modality: bool (N, T_m)}`` (True = kept) of the frame-level protocols.
 
-    For ``protocol == "frame"``: sample i gets ``rng = np.random.default_rng(hash_uint64(..., stream="frame")[i])``,
-    which draws ``T_text``, then ``T_audio``, then ``T_vision`` uniforms; a frame is kept iff its uniform ``>= rate``.
-    Masks are therefore nested in the rate and independent of N and of id order.  Other protocols: all True.
+    * ``frame``: sample i gets ``rng = np.random.default_rng(hash_uint64(..., stream="frame")[i])``, which draws
+      ``T_text``, then ``T_audio``, then ``T_vision`` uniforms; a frame is kept iff its uniform ``>= rate`` (padded
+      steps included; ``lengths`` is not used).
+    * ``block``, ``temporal_block``, ``temporal``: see the module docstring; they act on each sample's recorded steps
+      ``lengths`` ``(N, 3)`` (end padding after them; None: the padded lengths), padding stays True.
+
+    Masks are nested in the rate and independent of N and of id order. Other protocols: all True.
     """
     lens = _seq_lens_dict(seq_lens)
     n = len(_as_id_list(ids))
-    if spec.protocol != "frame" or spec.rate == 0.0 or n == 0:
+    if spec.protocol not in FRAME_PROTOCOLS or spec.rate == 0.0 or n == 0:
         return {m: np.ones((n, lens[m]), dtype=bool) for m in MODALITIES}
+    if spec.protocol in ("block", "temporal_block"):
+        return _block_masks(spec, ids, split, lens, _valid_lengths(lengths, n, lens))
+    if spec.protocol == "temporal":
+        return _temporal_masks(spec, ids, split, lens, _valid_lengths(lengths, n, lens))
     seeds = hash_uint64(spec, ids, split, "frame")
     total = sum(lens.values())
     u = np.empty((n, total), dtype=np.float64)
@@ -292,7 +373,8 @@ def expected_missing_fraction(protocol: str, rate: float) -> float:
     * modality: p/2 (a missing sample lacks 1 or 2 of 3 modalities with equal probability → 1.5/3);
     * entry: r − r³/3 (each modality drawn missing w.p. r; when all three are drawn missing, probability r³, one of
       the three — each with probability 1/3 — is restored);
-    * frame: r (fraction of dropped frames);
+    * frame, temporal: r (fraction of dropped frames);
+    * block, temporal_block: r up to the rounding of the block length ``floor(r * T + 1/2)`` to whole steps;
     * observed: 0 (nothing is simulated).
     """
     spec = MissingSpec(protocol, rate)
@@ -441,18 +523,22 @@ def eval_masks(
     split: str,
     seq_lens: Optional[Union[Mapping[str, int], Sequence[int]]] = None,
     present: Optional[np.ndarray] = None,
+    lengths: Optional[np.ndarray] = None,
 ) -> MissingMasks:
     """Modes (and, for the frame protocol, frame masks) for one split.
 
     ``split_obj_or_ids`` is a :class:`mplmm.data.schema.Split` (its ``ids`` and ``present``; ``seq_lens`` default to
     its array lengths) or a 1-D sequence of ids (then ``present``, ``(N, 3)``, says what is really recorded).
-    ``seq_lens`` is required for the frame protocol when ids are given. The modes are :func:`effective_modes` of the
-    drawn ones: never a modality the sample does not have.
+    ``seq_lens`` is required for the frame-level protocols when ids are given; ``lengths`` ``(N, 3)`` (a Split's own
+    :meth:`~mplmm.data.schema.Split.length_matrix` by default) are the recorded steps the block and temporal drops
+    act on. The modes are :func:`effective_modes` of the drawn ones: never a modality the sample does not have.
     """
     if hasattr(split_obj_or_ids, "ids") and hasattr(split_obj_or_ids, "text"):
         ids = np.asarray(split_obj_or_ids.ids)
         if present is None:
             present = getattr(split_obj_or_ids, "present", None)
+        if lengths is None and hasattr(split_obj_or_ids, "length_matrix"):
+            lengths = split_obj_or_ids.length_matrix()
         if seq_lens is None:
             seq_lens = [int(split_obj_or_ids.modality(m).shape[1]) for m in MODALITIES]
     else:
@@ -460,15 +546,16 @@ def eval_masks(
     modes = effective_modes(draw_modes(spec, ids, split), present)
     observed = None if present is None or np.asarray(present).all() else present_matrix_to_modes(present)
     frames = None
-    if spec.protocol == "frame":
+    if spec.protocol in FRAME_PROTOCOLS:
         if seq_lens is None:
-            raise ValueError("eval_masks: the frame protocol needs seq_lens (T_text, T_audio, T_vision)")
-        frames = draw_frame_masks(spec, ids, split, seq_lens)
+            raise ValueError(f"eval_masks: the {spec.protocol} protocol needs seq_lens (T_text, T_audio, T_vision)")
+        frames = draw_frame_masks(spec, ids, split, seq_lens, lengths)
     return MissingMasks(modes=modes, spec=spec, split=split, frame_masks=frames, ids=ids, observed=observed)
 
 
 __all__ = [
-    "PROTOCOLS", "PRESENT_TABLE", "MissingSpec", "MissingMasks", "hash_uint64", "sample_uniforms", "draw_modes",
+    "PROTOCOLS", "FRAME_PROTOCOLS", "MODE_PROTOCOLS", "PRESENT_TABLE", "block_lengths", "MissingSpec", "MissingMasks",
+    "hash_uint64", "sample_uniforms", "draw_modes",
     "effective_modes",
     "draw_frame_masks", "epoch_spec", "present_matrix", "present_matrix_to_modes", "missing_entry_fraction",
     "expected_missing_fraction", "mode_counts", "apply_missing_torch", "present_table", "eval_masks",

@@ -210,7 +210,8 @@ def predict(model: MissingModalityModel, data: Union[MultimodalDataset, PathLike
         sp = ds[s]
         masks = eval_masks(spec, sp, s, ds.seq_lens)
         if masks.frame_masks is not None:
-            raise ConfigError("predict: the frame protocol drops time steps per sample; use evaluate/curve for it")
+            raise ConfigError(f"predict: the {spec.protocol} protocol drops time steps per sample; use evaluate/curve "
+                              "for it")
         out = predict_outputs(model, sp, masks.modes, batch_size, amp, bar)
         cols: dict[str, Any] = {"id": sp.ids.tolist(), "split": s, "present": _present_text(sp.present),
                                 "mode": masks.modes.astype(int), "mode_name": [MODE_NAMES[k] for k in masks.modes]}

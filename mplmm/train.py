@@ -39,6 +39,7 @@ from .evaluate import SplitTensors, evaluate_split, frame_rows, frames_on, patte
 from .losses import criterion_for, loss_target
 from .metrics_file import write_metrics
 from .missing import (
+    FRAME_PROTOCOLS,
     PROTOCOLS,
     MissingMasks,
     MissingSpec,
@@ -84,8 +85,10 @@ class TrainConfig:
     lr_factor: float = option(0.1, "ReduceLROnPlateau factor", low=0, high=1, low_open=True)
     early_stopping: Optional[int] = option(None, "stop after this many epochs without validation improvement (None: "
                                            "off)", low=1)
-    protocol: str = option("modality", "missing-data protocol: modality (MPLMM), entry (ComP), frame (EMT-DLFR), "
-                           "observed (no simulated drops: the data as it is)", choices=PROTOCOLS)
+    protocol: str = option("modality", "missing-data protocol: modality (MPLMM), entry (ComP; CIDer RMM), frame "
+                           "(EMT-DLFR, LNLN, OpenVNA random drop; CIDer RMFM), block (OpenVNA structural drop), "
+                           "temporal (CIDer TMFM), temporal_block (CIDer STMFM), observed (no simulated drops: the "
+                           "data as it is); docs/protocols.md", choices=PROTOCOLS)
     train_rate: float = option(0.0, "training missing rate: share of samples with >= 1 missing modality (0 for "
                                "pre-training; the reference uses 0.7 for prompt tuning)", aliases=("drop_rate",),
                                low=0, high=1)
@@ -341,7 +344,8 @@ def _epoch_masks(run: _Run, epoch: int) -> tuple[torch.Tensor, Optional[dict]]:
     if getattr(run.model, "train_on_complete", False):
         spec = MissingSpec(cfg.protocol, 0.0, spec.seed)
     modes = effective_modes(draw_modes(spec, train.ids, "train"), train.present)
-    frames = draw_frame_masks(spec, train.ids, "train", run.ds.seq_lens) if cfg.protocol == "frame" else None
+    frames = (draw_frame_masks(spec, train.ids, "train", run.ds.seq_lens, train.length_matrix())
+              if cfg.protocol in FRAME_PROTOCOLS else None)
     return torch.as_tensor(modes, device=run.device), frames_on(frames, run.device)
 
 

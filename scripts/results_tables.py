@@ -4,9 +4,10 @@
     python scripts/results_tables.py tune_mosi --date 2026-12-01
     python scripts/results_tables.py compare --root /data/papermill_runs
 
-For each published grid (``compare``, ``tune_mosi``, ``ablation_mosi``) whose output folder ``<root>/<grid>/``
-exists, ``docs/results/<grid>.md`` is replaced by a one-line provenance (the equivalent ``python -m mplmm table``
-command, the grid file and the date) followed by every leaderboard of that folder, as ``markdown_for`` prints them.
+For each published grid (``compare``, ``tune_mosi``, ``ablation_mosi``, ``protocols_mosi``) whose output folder
+``<root>/<grid>/`` exists, ``docs/results/<grid>.md`` is replaced by a one-line provenance (the equivalent
+``python -m mplmm table`` command, the grid file and the date) followed by every leaderboard of that folder, as
+``markdown_for`` prints them.
 A grid without an output folder keeps its published file: the tables in this checkout stay as they were measured.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ GRIDS: dict[str, dict] = {
     "compare": {"rates": [0.0, 0.7], "metrics": ["Non0_F1_score", "MAE"]},
     "tune_mosi": {"rates": [0.0, 0.7]},
     "ablation_mosi": {"rates": [0.0, 0.7, 1.0], "metrics": ["MAE"]},
+    "protocols_mosi": {"rates": [0.0, 0.5, 1.0], "metrics": ["MAE"]},
 }
 HEADER = "% scripts/results_tables.py rewrites this file from the grid's output folder, when that folder exists.\n"
 

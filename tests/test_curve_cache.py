@@ -5,14 +5,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_data import DIMS, SEQS, tiny_dataset
 
 from mplmm import interpret as I
-from mplmm.constants import MODE_NAMES
-from mplmm.evaluate import ModePredictions, evaluate_model, per_mode_table, predict_all_modes, robustness_curve
-from mplmm.missing import MissingSpec
+from mplmm.constants import MODALITIES, MODE_NAMES
+from mplmm.evaluate import (
+    ModePredictions,
+    SplitTensors,
+    evaluate_model,
+    noise_curve,
+    per_mode_table,
+    predict,
+    predict_all_modes,
+    robustness_curve,
+    score_predictions,
+)
+from mplmm.missing import FRAME_PROTOCOLS, MissingSpec, eval_masks
 from mplmm.models import create_model
-
-from tiny_data import DIMS, SEQS, tiny_dataset
+from mplmm.noise import NoiseSpec, draw_noise, noise_scales
 
 RATES, SEEDS = (0.0, 0.1, 0.5, 0.9, 1.0), (0, 3, 7)
 SMALL = {"d": 12, "num_heads": 3, "layers": 1}
@@ -94,13 +104,35 @@ def test_only_needed_modes_are_computed(ds):
     np.testing.assert_array_equal(stacked[6], cache.mode(6))
 
 
-def test_frame_protocol_keeps_one_pass_per_mask(ds):
+@pytest.mark.parametrize("protocol", FRAME_PROTOCOLS)
+def test_frame_protocols_keep_one_pass_per_mask(ds, protocol):
+    """A prediction under a frame-level mask depends on the kept steps, not only on the mode: no 7-pass cache."""
     model = _model("mult_zero", ds, **SMALL)
     passes = _count_passes(model)
     cache = ModePredictions(model, ds, device="cpu")
-    curve = robustness_curve(model, ds, RATES, SEEDS, "frame", device="cpu", cache=cache)
+    curve = robustness_curve(model, ds, RATES, SEEDS, protocol, device="cpu", cache=cache)
     assert len(passes) == len(RATES) * len(SEEDS) and not cache.passes
-    _assert_same(curve, _today(model, ds, "frame")[0], 0.0)
+    _assert_same(curve, _today(model, ds, protocol)[0], 0.0)
+    if protocol != "frame":  # at rates below 1 the drop changes the outputs (the masks reach the model)
+        assert curve.groupby("rate")["loss"].mean().nunique() > 1
+
+
+def test_noise_curve_adds_the_seeded_noise_and_never_marks_absence(ds):
+    model = _model("mult_zero", ds, **SMALL)
+    curve = noise_curve(model, ds, [0.0, 0.5, 2.0], [0, 1], device="cpu")
+    assert list(curve["noise"]) == [0.0, 0.0, 0.5, 0.5, 2.0, 2.0] and (curve["rate"] == 0.0).all()
+    assert (curve["missing_entry_fraction"] == 0.0).all() and (curve["corruption"] == "gaussian").all()
+    clean = evaluate_model(model, ds, MissingSpec("modality", 0.0, 0), "test", "cpu")
+    assert curve.loc[0, "loss"] == pytest.approx(clean["loss"], abs=1e-6)
+    assert curve.loc[4, "loss"] != pytest.approx(clean["loss"], abs=1e-6)
+    # by hand: the features plus draw_noise's array, then one ordinary forward pass
+    data = SplitTensors(ds["test"], torch.device("cpu"))
+    added = draw_noise(NoiseSpec(0.5, 1), data.ids, "test", {m: x.shape[1:] for m, x in zip(MODALITIES, data.x)},
+                       noise_scales(ds["train"]), data.present)
+    data.x = [x + torch.as_tensor(added[m]) for m, x in zip(MODALITIES, data.x)]
+    masks = eval_masks(MissingSpec("modality", 0.0, 0), ds["test"], "test")
+    ref = score_predictions(ds, predict(model, data, masks), data.y)
+    assert curve.loc[3, "loss"] == pytest.approx(ref["loss"], abs=1e-6)
 
 
 def test_batch_coupled_model_keeps_per_rate_path(ds):

@@ -204,3 +204,60 @@ def test_label_pairs_match_tuned_with_its_default():
     assert [(a.label, b.label) for a, b in L.label_pairs([group("a"), group("b"), group("c")])] == [("a", "b"),
                                                                                                    ("a", "c")]
     assert L.label_pairs([group("x"), group("x")]) == []
+
+
+def test_summaries_table_under_the_papers_names():
+    """The summaries table: AIR and relative robustness equal the trapezoid here (levels 0, 0.5, 1: width 1, but
+    MultiBench's fixed step 0.1 makes its area a fifth of it), effective robustness against mult_zero's mean curve."""
+    (group,) = L.collect_groups([("robustness", _metrics())])
+    board = L.build_leaderboard(group, reference="mplmm")
+    header, rows = L.summaries_cells(board)
+    assert header == ["method", "metric", "seeds", "AUC", "AIR (OpenVNA)", "clean − AIR (OpenVNA)",
+                      "relative robustness (MultiBench)", "effective robustness (MultiBench)"]  # no AUILC grid here
+    by = {r[0]: [r[0], *r[2:]] for r in rows if r[1] == "Acc"}
+    assert len(rows) == 3  # the headline metric only, unless more are shown
+    more = L.summaries_cells(L.build_leaderboard(group, reference="mplmm", metrics=["MAE"]))[1]
+    assert [r[1] for r in more] == ["Acc"] * 3 + ["MAE"] * 3
+    aucs = [_per_seed_auc("mplmm", s) for s in range(3)]
+    assert by["mplmm (reference)"][2] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
+    assert by["mplmm (reference)"][3] == by["mplmm (reference)"][2]
+    def rel(seed):
+        y = [np.mean([_value("mplmm", seed, r, k) for k in (0, 1)]) for r in RATES]
+        return (y[0] + y[1]) * 0.05 + (y[1] + y[2]) * 0.05  # MultiBench: step 0.1 whatever the levels
+
+    rels = [rel(s) for s in range(3)]
+    assert by["mplmm (reference)"][5] == f"{np.mean(rels):.3f} ± {np.std(rels, ddof=1):.3f}"
+    assert by["comp"][6] in ("0.000", "-0.000")  # every curve falls with the same slope as mult_zero's
+    assert "effective robustness" in L.summaries_note(board) and "`mult_zero`" in L.summaries_note(board)
+
+
+def test_noise_curves_form_their_own_group():
+    met = _metrics(("mplmm", "comp"))
+    met["noise_curves"] = [{"method": m, "seed": 0, "noise": lv, "noise_seed": 0, "rate": 0.0, "Acc": 0.8 - 0.1 * lv}
+                           for m in ("mplmm", "comp") for lv in (0.0, 0.5, 1.0)]
+    groups = L.collect_groups([("robustness", met)])
+    assert [g.level for g in groups] == ["rate", "noise"]
+    noise = groups[1]
+    assert noise.title == "synthetic · gaussian feature noise · Acc"
+    assert sorted(noise.curves["rate"].unique()) == [0.0, 0.5, 1.0]  # the noise level, read as the table's level
+    text = L.to_markdown(L.build_leaderboard(noise, reference="mplmm"))
+    assert "Acc @noise 0.5" in text and "feature-noise level (missing rate 0)" in text
+    assert "| mplmm (reference) | Acc | 1 | 0.750 | 0.750 |" in text  # AUC = AIR = 0.75 over levels 0-1
+
+
+def test_air_by_protocol_for_the_same_checkpoints():
+    random = _metrics(("mplmm", "comp"))
+    structural = _metrics(("mplmm", "comp"))
+    structural["protocol"] = "block"
+    for rec in structural["curves"]:
+        rec["Acc"] -= 0.1 * rec["rate"]  # the structural drop hurts more
+    groups = L.collect_groups([("random", random), ("structural", structural)])
+    (members,) = L.protocol_sets(groups)
+    assert [m.protocol for m in members] == ["modality", "block"]
+    header, rows = L.protocol_cells(members)
+    assert header == ["method", "AIR (OpenVNA) · modality", "AIR (OpenVNA) · block"]
+    air_random = [_per_seed_auc("mplmm", s) for s in range(3)]
+    assert rows[0][1] == f"{np.mean(air_random):.3f} ± {np.std(air_random, ddof=1):.3f}"
+    assert float(rows[0][2].split(" ± ")[0]) == pytest.approx(np.mean(air_random) - 0.05, abs=1e-3)
+    assert rows[1][0] == "comp" and " ± " not in rows[1][1]  # one seed
+    assert not L.protocol_sets(groups[:1])

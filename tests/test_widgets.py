@@ -126,6 +126,27 @@ def test_attribution_panel(ds, model):
     assert panel.state["method"] == "ig" and "total relevance" in panel.message.value
 
 
+def test_missing_explorer_switches_protocol(ds, model):
+    """The published protocols are one menu away; a frame-level one runs a forward pass per change."""
+    from mplmm.errors import ConfigError
+
+    panel = build_missing_explorer_panel(model, ds, split="test", rate=0.5)
+    c = panel.controls
+    assert list(c["protocol"].options)[:4] == ["modality", "entry", "frame", "block"]
+    calls: list[int] = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        c["protocol"].value = "temporal_block"
+        res = panel.state["result"]
+        assert res["spec"]["protocol"] == "temporal_block" and res["mode_counts"][6] == len(ds["test"])
+        assert 0.3 < res["missing_entry_fraction"] < 0.7 and calls
+        assert "temporal_block rate 0.50" in panel.message.value
+    finally:
+        hook.remove()
+    with pytest.raises(ConfigError, match="protocol must be one of"):
+        build_missing_explorer_panel(model, ds, protocol="structural")
+
+
 def test_run_explorer(tmp_path):
     for i, name in enumerate(["mult", "mplmm"]):
         run = tmp_path / name

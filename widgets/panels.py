@@ -27,6 +27,8 @@ import plotly.graph_objects as go
 from mplmm import interpret as I
 from mplmm.checkpoint import check_model_fits
 from mplmm.constants import MODALITIES, MODE_NAMES, N_MODES
+from mplmm.errors import ConfigError
+from mplmm.missing import PROTOCOLS
 from mplmm.plots import interpret as PI
 from mplmm.workbench import runs
 from mplmm.workbench.notebook import in_ipython
@@ -228,14 +230,17 @@ def build_run_explorer_panel(root: str = "runs", select: Optional[Sequence[str]]
 # ----------------------------------------------------------------------------------------------------------------------
 def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0.0, seed: int = 0,
                                  protocol: str = "modality", figure_widget: Optional[bool] = None) -> Panel:
-    """Re-evaluate ``model`` on ``split`` live: a missing-rate slider and three modality toggles.
+    """Re-evaluate ``model`` on ``split`` live: a missing-rate slider, a protocol menu and three modality toggles.
 
-    With every toggle on, the seeded ``protocol`` masks at ``rate`` apply; switching modalities off forces every
-    sample into the matching missing mode (the rate slider is then disabled). All three off → a message, the last
-    figure stays. Controls: ``rate`` (FloatSlider), ``text`` / ``audio`` / ``vision`` (ToggleButton, True = present).
+    With every toggle on, the seeded masks of the chosen protocol (``protocol``: any of
+    :data:`mplmm.missing.PROTOCOLS`, the published ones included: docs/protocols.md) at ``rate`` apply; switching
+    modalities off forces every sample into the matching missing mode (the rate slider is then disabled). All three
+    off → a message, the last figure stays. Controls: ``rate`` (FloatSlider), ``protocol`` (Dropdown), ``text`` /
+    ``audio`` / ``vision`` (ToggleButton, True = present).
     Predictions come from a per-mode cache (``state["modes"]``, at most seven forward passes): under the ``modality``
-    and ``entry`` protocols moving the slider runs no forward pass. A model trained on data of other dims, task or
-    classes is refused in one line (``CheckpointError``).
+    and ``entry`` protocols moving the slider runs no forward pass; the frame-level protocols (``frame``, ``block``,
+    ``temporal``, ``temporal_block``) run one pass per change (a prediction depends on the kept steps). A model
+    trained on data of other dims, task or classes is refused in one line (``CheckpointError``).
     """
     from mplmm.evaluate import ModePredictions
 
@@ -246,9 +251,13 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
                               continuous_update=False, readout_format=".2f",
                               style={"description_width": "initial"}),
     }
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"missing explorer: protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    controls["protocol"] = W.Dropdown(options=list(PROTOCOLS), value=protocol, description="protocol")
     for name in MODALITIES:
         controls[name] = W.ToggleButton(value=True, description=name, icon="check", tooltip=f"{name} present")
-    panel = Panel(f"Missing-modality explorer ({split})", controls, [["rate"], list(MODALITIES)], figure_widget)
+    panel = Panel(f"Missing-modality explorer ({split})", controls, [["rate", "protocol"], list(MODALITIES)],
+                  figure_widget)
     panel.state["modes"] = ModePredictions(model, ds, split, I.model_device(model))
 
     def update() -> None:
@@ -259,17 +268,17 @@ def build_missing_explorer_panel(model, ds, split: str = "test", rate: float = 0
             panel.error("all three modalities switched off: no such missing mode — switch one back on")
             return
         controls["rate"].disabled = not all(flags)
-        res = I.evaluate_missing(model, ds, split, controls["rate"].value, flags, seed, protocol,
+        res = I.evaluate_missing(model, ds, split, controls["rate"].value, flags, seed, controls["protocol"].value,
                                  cache=panel.state["modes"])
         panel.state["result"] = res
         panel.show_figure(PI.missing_explorer_figure(res))
         prim = res["primary_metric"]
         val = res["metrics"].get(prim, float("nan"))
         how = (f"forced mode {res['forced_mode']} ({MODE_NAMES[res['forced_mode']]}), rate ignored"
-               if res["forced_mode"] is not None else f"rate {controls['rate'].value:.2f}")
+               if res["forced_mode"] is not None else f"{controls['protocol'].value} rate {controls['rate'].value:.2f}")
         panel.info(f"{how}: {prim} = {val:.4f}, missing entries {res['missing_entry_fraction']:.1%}")
 
-    panel.wire(update, ["rate", *MODALITIES])
+    panel.wire(update, ["rate", "protocol", *MODALITIES])
     panel.refresh()
     return panel
 

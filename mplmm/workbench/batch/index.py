@@ -17,7 +17,17 @@ from ... import metrics_file
 from .. import runs
 from .execute import error_text
 from .grid import INJECTED, Grid, rel_path
-from .leaderboard import RobustnessGroup, build_leaderboard, collect_groups, label_html, label_pairs, to_html
+from .leaderboard import (
+    RobustnessGroup,
+    build_leaderboard,
+    collect_groups,
+    label_html,
+    label_pairs,
+    protocol_html,
+    protocol_sets,
+    protocol_title,
+    to_html,
+)
 from .report import plotlyjs_tag, shared_static
 
 
@@ -89,7 +99,7 @@ def _overview(g: Grid, group: RobustnessGroup):
 
     where = " · ".join(x for x in (g.name, group.dataset, f"{group.protocol} protocol" if group.protocol else "")
                        if x)
-    title = f"{group.metric} vs test missing rate (mean ± std over training seeds) · {where}"
+    title = f"{group.metric} vs {group.level_name} (mean ± std over training seeds) · {where}"
     return robustness_figure(group.curves, group.metric, title=title)
 
 
@@ -118,6 +128,8 @@ def robustness_html(g: Grid) -> str:
             fig = per_mode_heatmap(group.per_mode, group.metric,
                                    title=f"{group.metric} per missing mode (mean over training seeds)")
             parts.append(_figure_html(fig, "per-mode-heatmap" + suffix, fig.layout.height or 300))
+    for members in protocol_sets(groups):  # e.g. OpenVNA's AIR under random and structural drop
+        parts += [f"<h3>{html.escape(protocol_title(members))}</h3>", protocol_html(members)]
     for base, other in label_pairs(groups):  # e.g. tuned vs default configurations of the same methods
         rates = _few_rates(base)  # three columns per rate: a few rates keep the table readable
         parts += [f"<h3>{html.escape(base.dataset)} · {html.escape(base.metric)} · {html.escape(other.label)} vs "

@@ -4,7 +4,10 @@
 Per (dataset, protocol, metric), one table of methods: the mean ± std over training seeds (mask seeds averaged first)
 of the metric at each evaluated test rate and of the area under the metric-vs-rate curve (AUC), a methods × missing
 modes heatmap, and, with a reference method, each method's paired difference to it: per training seed present in
-both, method − reference, then the mean and a 95% t-interval over those n seeds (no interval for n < 2).
+both, method − reference, then the mean and a 95% t-interval over those n seeds (no interval for n < 2). Beside it,
+the robustness summaries under the papers' names (:mod:`mplmm.summaries`: EMT-DLFR AUILC, OpenVNA AIR, MultiBench
+relative and effective robustness). Feature-noise curves (``noise_curves``) form groups of their own whose level is
+the noise level, never a missing rate.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ... import metrics_file
 from .. import runs
 
 AUC = "AUC"  # in a column (metric, AUC): the area under the metric-vs-rate curve
+NOISE = "noise"  # RobustnessGroup.level of feature-noise groups
 REFERENCE_MARK = " (reference)"
 
 
@@ -36,11 +40,18 @@ class RobustnessGroup:
     runs: list[str] = field(default_factory=list)
     label: str = ""  # the robustness runs' label (notebook 02's `label`, e.g. tuned / default)
     compute: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, seed, epochs, train_seconds (may be empty)
+    level: str = "rate"  # what the curves' ``rate`` column holds: the test missing rate, or the feature-noise level
 
     @property
     def title(self) -> str:
-        parts = [self.dataset, f"{self.protocol} protocol" if self.protocol else "", self.metric, self.label]
+        what = "gaussian feature noise" if self.level == NOISE else f"{self.protocol} protocol" if self.protocol else ""
+        parts = [self.dataset, what, self.metric, self.label]
         return " · ".join(p for p in parts if p)
+
+    @property
+    def level_name(self) -> str:
+        """The x axis in words."""
+        return "feature-noise level (missing rate 0)" if self.level == NOISE else "test missing rate"
 
 
 Column = tuple[str, Union[float, str]]  # (metric, test rate) or (metric, AUC)
@@ -156,10 +167,26 @@ def collect_groups(found: Iterable[tuple[str, dict]]) -> list[RobustnessGroup]:
         if met.get("curves") and isinstance(met.get("metric"), str):
             key = (_dataset_label(met), str(met.get("protocol") or ""), met["metric"], str(met.get("label") or ""))
             pooled.setdefault(key, []).append((name, met))
-    return [RobustnessGroup(dataset, protocol, metric, _pooled([_tagged(m["curves"], n) for n, m in members]),
-                            _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members],
-                            label, _pooled([_tagged(m.get("runs"), n) for n, m in members]))
-            for (dataset, protocol, metric, label), members in pooled.items()]
+    groups = [RobustnessGroup(dataset, protocol, metric, _pooled([_tagged(m["curves"], n) for n, m in members]),
+                              _pooled([_tagged(m.get("per_mode"), n) for n, m in members]), [n for n, _ in members],
+                              label, _pooled([_tagged(m.get("runs"), n) for n, m in members]))
+              for (dataset, protocol, metric, label), members in pooled.items()]
+    noise: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
+    for (dataset, _, metric, label), members in pooled.items():
+        for name, met in members:
+            if met.get("noise_curves"):
+                noise.setdefault((dataset, metric, label), []).append((name, met))
+    for (dataset, metric, label), members in noise.items():
+        curves = _pooled([_tagged(_noise_as_level(m["noise_curves"]), n) for n, m in members])
+        groups.append(RobustnessGroup(dataset, "", metric, curves, pd.DataFrame(), [n for n, _ in members], label,
+                                      _pooled([_tagged(m.get("runs"), n) for n, m in members]), level=NOISE))
+    return groups
+
+
+def _noise_as_level(records: list) -> list:
+    """Noise-curve records with the noise level in the ``rate`` column the tables read (the missing rate, 0, is
+    dropped: these groups are labelled as noise everywhere they are shown)."""
+    return [{**{k: v for k, v in rec.items() if k not in ("rate", NOISE)}, "rate": rec[NOISE]} for rec in records]
 
 
 def folder_groups(path: Union[str, Path]) -> list[RobustnessGroup]:
@@ -283,8 +310,9 @@ def comparison_rows(board: Leaderboard) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
-def _header(columns: list[Column], prefix: str = "") -> list[str]:
-    return [f"{prefix}AUC {m}" if r == AUC else f"{prefix}{m} @{r:g}" for m, r in columns]
+def _header(columns: list[Column], prefix: str = "", level: str = "rate") -> list[str]:
+    at = "@noise " if level == NOISE else "@"
+    return [f"{prefix}AUC {m}" if r == AUC else f"{prefix}{m} {at}{r:g}" for m, r in columns]
 
 
 def _mean_std(pair: tuple[float, float]) -> str:
@@ -313,7 +341,8 @@ def table_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of the methods table: ``epochs`` and ``train min`` (means over seeds, the whole
     pipeline: a prompt method's backbone included) when the checkpoints recorded them."""
     rows, cost = summary_rows(board), has_compute(board.group)
-    header = ["method", "seeds", *(["epochs", "train min"] if cost else []), *_header(board.columns)]
+    header = ["method", "seeds", *(["epochs", "train min"] if cost else []),
+              *_header(board.columns, level=board.group.level)]
     cells = [[_label(board, r["method"]), str(r["seeds"]),
               *([_count(r["epochs"]), _count(r["train_seconds"] / 60, 1)] if cost else []),
               *(_mean_std(r[c]) for c in board.columns)] for r in rows]
@@ -322,7 +351,7 @@ def table_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
 
 def comparison_cells(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of the paired comparison (empty rows without a reference)."""
-    header = ["method", "n", *_header(board.compared, "Δ ")]
+    header = ["method", "n", *_header(board.compared, "Δ ", board.group.level)]
     rows = [[r["method"], str(r["n"]), *(_difference(r[c]) for c in board.compared)] for r in comparison_rows(board)]
     return header, rows
 
@@ -337,6 +366,47 @@ def comparison_note(board: Leaderboard) -> str:
             f"both (n seeds), mean [95% t-interval over seeds]; no interval when n < 2.")
 
 
+#: the summaries table's columns: key of mplmm.summaries.summarise -> header
+SUMMARY_COLUMNS: dict[str, str] = {
+    "auc": "AUC", "auilc": "AUILC 0.0–1.0 (EMT-DLFR code)", "auilc_caption": "AUILC 0.1–1.0 (EMT-DLFR caption)",
+    "air": "AIR (OpenVNA)", "air_effective": "clean − AIR (OpenVNA)",
+    "relative_robustness": "relative robustness (MultiBench)",
+    "effective_robustness": "effective robustness (MultiBench)",
+}
+
+
+def summaries_cells(board: Leaderboard, effective_reference: Optional[str] = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summaries table: per metric shown (the headline one first) and method (ranking order),
+    the mean ± std over training seeds of each summary of :func:`mplmm.summaries.summary_table` that applies to the
+    group's curves (effective robustness against ``effective_reference``, default
+    :data:`mplmm.summaries.EFFECTIVE_REFERENCE`)."""
+    from ...summaries import EFFECTIVE_REFERENCE, summary_table
+
+    tables = {m: summary_table(board.group.curves, m, reference=effective_reference or EFFECTIVE_REFERENCE)
+              for m in board.metrics}
+    keys = [k for k in SUMMARY_COLUMNS if k in tables[board.group.metric]]
+    header = ["method", "metric", "seeds", *(SUMMARY_COLUMNS[k] for k in keys)]
+    rows = []
+    for metric, table in tables.items():
+        for method in board.methods:
+            mine = table[table["method"].astype(str) == method]
+            rows.append([_label(board, method), metric, str(len(mine)),
+                         *(_mean_std(_pair(mine[k])) if k in mine else "–" for k in keys)])
+    return header, rows
+
+
+def summaries_note(board: Leaderboard, effective_reference: Optional[str] = None) -> str:
+    """The sentence saying what the summaries table holds."""
+    from ...summaries import EFFECTIVE_REFERENCE
+
+    ref = effective_reference or EFFECTIVE_REFERENCE
+    return (f"Robustness summaries under the papers' names (docs/protocols.md), mean ± std over training seeds, of "
+            f"the raw metric (for an error such as MAE a larger area is worse): AUILC needs the rates of its grid; "
+            f"AIR and relative robustness are not divided by the level range; effective robustness is "
+            f"MultiBench's, against `{ref}`'s mean curve (shown when `{ref}` was evaluated at the same levels), "
+            f"without MultiBench's min-max normalisation.")
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -347,14 +417,16 @@ def describe(group: RobustnessGroup) -> str:
     """The sentence saying what the methods table holds."""
     cost = (" Epochs and train min: mean over seeds of what training cost over the whole pipeline (a prompt "
             "method's backbone pre-training included; validation passes included)." if has_compute(group) else "")
-    return (f"Mean ± std over training seeds (mask seeds averaged first; one seed: its value) at each test missing "
-            f"rate; AUC: area under {group.metric} vs rate, normalised.{cost} Runs: {', '.join(group.runs)}.")
+    return (f"Mean ± std over training seeds (mask or noise seeds averaged first; one seed: its value) at each "
+            f"{group.level_name}; AUC: area under {group.metric} vs that level, normalised.{cost} Runs: "
+            f"{', '.join(group.runs)}.")
 
 
-def to_markdown(board: Leaderboard, level: int = 3) -> str:
-    """The group's heading, methods table and paired comparison as markdown."""
+def to_markdown(board: Leaderboard, level: int = 3, effective_reference: Optional[str] = None) -> str:
+    """The group's heading, methods table, robustness summaries and paired comparison as markdown."""
     parts = [f"{'#' * level} {board.group.title}", describe(board.group), _markdown_table(*table_cells(board)),
-             comparison_note(board)]
+             summaries_note(board, effective_reference),
+             _markdown_table(*summaries_cells(board, effective_reference)), comparison_note(board)]
     header, rows = comparison_cells(board)
     if rows:
         parts.append(_markdown_table(header, rows))
@@ -368,14 +440,56 @@ def _html_table(header: list[str], rows: list[list[str]], css: str) -> str:
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def to_html(board: Leaderboard) -> str:
-    """The description, the methods table and the paired comparison as HTML (no figures)."""
+def to_html(board: Leaderboard, effective_reference: Optional[str] = None) -> str:
+    """The description, the methods table, the robustness summaries and the paired comparison as HTML (no
+    figures)."""
     out = f"<p>{html.escape(describe(board.group))}</p>" + _html_table(*table_cells(board), "leaderboard")
+    out += (f"<p>{html.escape(summaries_note(board, effective_reference)).replace('`', '')}</p>"
+            + _html_table(*summaries_cells(board, effective_reference), "leaderboard summaries"))
     header, rows = comparison_cells(board)
     out += f"<p>{html.escape(comparison_note(board)).replace('`', '')}</p>"
     if rows:
         out += _html_table(header, rows, "comparison")
     return out
+
+
+# ------------------------------------------------------------------------------------------ between protocols
+def protocol_sets(groups: list[RobustnessGroup]) -> list[list[RobustnessGroup]]:
+    """Groups of one dataset, metric and label evaluated under two or more missing protocols (noise groups apart)."""
+    by_key: dict[tuple[str, str, str], list[RobustnessGroup]] = {}
+    for grp in groups:
+        if grp.level != NOISE:
+            by_key.setdefault((grp.dataset, grp.metric, grp.label), []).append(grp)
+    return [members for members in by_key.values() if len({m.protocol for m in members}) > 1]
+
+
+def protocol_cells(members: list[RobustnessGroup], summary: str = "air") -> tuple[list[str], list[list[str]]]:
+    """Per method (first group's order): ``summary`` (:func:`mplmm.summaries.summarise` key) under each protocol,
+    mean ± std over training seeds, e.g. OpenVNA's AIR under random (``frame``) and structural (``block``) drop."""
+    from ...summaries import summary_table
+
+    tables = [summary_table(m.curves, m.metric, reference=None) for m in members]
+    methods = list(dict.fromkeys(str(x) for t in tables for x in t["method"]))
+    header = ["method", *(f"{SUMMARY_COLUMNS.get(summary, summary)} · {m.protocol}" for m in members)]
+    rows = []
+    for method in methods:
+        cells = []
+        for t in tables:
+            mine = t[t["method"].astype(str) == method]
+            cells.append(_mean_std(_pair(mine[summary])) if summary in t and len(mine) else "–")
+        rows.append([method, *cells])
+    return header, rows
+
+
+def protocol_title(members: list[RobustnessGroup], summary: str = "air") -> str:
+    first = members[0]
+    parts = [first.dataset, first.metric, first.label, f"{SUMMARY_COLUMNS.get(summary, summary)} by protocol"]
+    return " · ".join(p for p in parts if p)
+
+
+def protocol_note(members: list[RobustnessGroup]) -> str:
+    return (f"The same checkpoints under {', '.join(f'`{m.protocol}`' for m in members)}: mean ± std over training "
+            f"seeds of the summary over the evaluated rates (docs/protocols.md).")
 
 
 # ------------------------------------------------------------------------------------------- between labels
@@ -387,9 +501,9 @@ def label_pairs(groups: list[RobustnessGroup]) -> list[tuple[RobustnessGroup, Ro
     vs default configurations). A label with ``tuned`` in it is compared with the same label saying ``default``
     (``tuned_complete`` with ``default_complete``) when there is one; every other label without ``default`` in it
     with ``default``; without any ``default`` label, every label with the first one seen."""
-    by_key: dict[tuple[str, str, str], list[RobustnessGroup]] = {}
+    by_key: dict[tuple[str, str, str, str], list[RobustnessGroup]] = {}
     for grp in groups:
-        by_key.setdefault((grp.dataset, grp.protocol, grp.metric), []).append(grp)
+        by_key.setdefault((grp.dataset, grp.protocol, grp.metric, grp.level), []).append(grp)
     pairs = []
     for members in by_key.values():
         if len({m.label for m in members}) < 2:
@@ -439,13 +553,19 @@ def label_markdown(base: Leaderboard, other: Leaderboard, level: int = 3) -> str
                          _markdown_table(*label_comparison_cells(base, other))]) + "\n"
 
 
+def protocol_html(members: list[RobustnessGroup]) -> str:
+    """The between-protocols table of :func:`protocol_cells` with its sentence, as HTML."""
+    return (f"<p>{html.escape(protocol_note(members)).replace('`', '')}</p>"
+            + _html_table(*protocol_cells(members), "comparison"))
+
+
 def label_html(base: Leaderboard, other: Leaderboard) -> str:
     return (f"<p>{html.escape(label_note(base, other))}</p>"
             + _html_table(*label_comparison_cells(base, other), "comparison"))
 
 
 def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates: Optional[Iterable[float]] = None,
-                 metrics: Optional[Iterable[str]] = None) -> str:
+                 metrics: Optional[Iterable[str]] = None, effective_reference: Optional[str] = None) -> str:
     """Every leaderboard of a run folder or a grid's output root as markdown (``python -m mplmm table``); the
     reference defaults to the one recorded in the output root's ``grid.json``; ``rates`` and ``metrics`` as in
     :func:`build_leaderboard`."""
@@ -458,7 +578,10 @@ def markdown_for(path: Union[str, Path], reference: Optional[str] = None, rates:
                                 "writes) in this folder or the run folders directly under it")
     rates = list(rates) if rates is not None else None
     metrics = list(metrics) if metrics is not None else None
-    parts = [to_markdown(build_leaderboard(g, reference, rates, metrics)) for g in groups]
+    parts = [to_markdown(build_leaderboard(g, reference, rates, metrics), effective_reference=effective_reference)
+             for g in groups]
     parts += [label_markdown(build_leaderboard(a, reference, rates), build_leaderboard(b, reference, rates))
               for a, b in label_pairs(groups)]
+    parts += ["\n\n".join([f"### {protocol_title(members)}", protocol_note(members),
+                            _markdown_table(*protocol_cells(members))]) + "\n" for members in protocol_sets(groups)]
     return "\n".join(parts)
