@@ -96,5 +96,5 @@ def test_bench_extract_small_run_prints_per_clip_seconds(tmp_path):
     out = _bench("bench_extract.py", "--clips", "2", "--seconds", "2", "--fps", "10", "--size", "160", "--dir",
                  str(tmp_path))
     assert re.fullmatch(r"audio_s_per_clip=[\d.]+ vision_s_per_clip=[\d.]+ av_wall_s_per_clip=[\d.]+ "
-                        r"text_s_per_clip=[\d.]+ workers=2", out[-1]), out[-1]
+                        r"one_worker_wall_s_per_clip=[\d.]+ text_s_per_clip=[\d.]+ workers=2", out[-1]), out[-1]
     assert out[0].startswith("machine: ") and "every clip extracted: True" in out[-2]

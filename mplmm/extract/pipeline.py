@@ -112,10 +112,14 @@ def extract_audio_vision(path: str, cfg: ExtractConfig) -> dict:
 
 
 def _init_worker() -> None:
+    """One thread per worker process (torch, OpenCV's own pool): the workers share the cores, none oversubscribes
+    them. A single in-process extraction keeps OpenCV's and FFmpeg's threads."""
+    import cv2
     import torch
 
     torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cv2.setNumThreads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _work(path: str, cfg_dict: dict) -> dict:
