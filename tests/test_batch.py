@@ -532,7 +532,8 @@ def test_index_shows_results_by_observed_pattern(tmp_path):
     records = [{"method": "mplmm", "seed": s, "pattern": p, "n": n, "Acc": a + 0.1 * s}
                for s in (0, 1) for p, n, a in (("complete", 6, 0.5), ("vision missing", 2, 0.25))]
     write_json(rob.folder / "status.json", {"status": "ok", "duration_s": 1.0})
-    write_json(rob.folder / "metrics.json", {"metric": "Acc", "by_pattern": records})
+    write_json(rob.folder / "metrics.json", {"metric": "Acc", "by_pattern": records,
+                                             "key_metrics": {"clips": 63, "failed": 0, "share": 0.5}})
     write_json(one.folder / "status.json", {"status": "failed", "duration_s": 1.0})
     write_json(one.folder / "metrics.json", {"metric": "Acc", "by_pattern": records})
     frame = pattern_frame(g)
@@ -541,3 +542,4 @@ def test_index_shows_results_by_observed_pattern(tmp_path):
     section = text[text.index("By observed pattern"):text.index("<h2>Runs</h2>")]
     assert "vision missing" in section and "0.3000" in section and "0.5500" in section  # means over the two seeds
     assert f"{rob.name} · mplmm" in section
+    assert "clips = 63<br>failed = 0<br>share = 0.5000" in text  # counts stay counts

@@ -41,7 +41,7 @@ def key_metrics(metrics: dict, exclude: Iterable[str] = ()) -> dict[str, float]:
     notebook's parameters)."""
     given = metrics.get("key_metrics")
     if isinstance(given, dict):
-        return {str(k): float(v) for k, v in given.items() if _is_number(v)}
+        return {str(k): v if isinstance(v, int) else float(v) for k, v in given.items() if _is_number(v)}
     out: dict[str, float] = {}
     test = metrics.get("test")
     if isinstance(test, dict):
@@ -232,8 +232,8 @@ table.leaderboard,table.comparison{margin:0.5em 0 1em}h3{margin-top:2em}
 
 
 def _fmt_number(v: float) -> str:
-    """A count as an integer (``63``), anything else with four decimals."""
-    return str(int(v)) if float(v).is_integer() and abs(v) >= 1 else f"{v:.4f}"
+    """A count (recorded as an integer) as one (``63``), anything else with four decimals."""
+    return str(v) if isinstance(v, int) else f"{v:.4f}"
 
 
 def _fmt_params(params_json: str, limit: int = 60) -> str:
