@@ -321,3 +321,16 @@ def test_loading_the_vad_keeps_the_process_threads():
             "print(torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "2"
+
+
+def test_string_labels_become_classes(clips, tmp_path):
+    from mplmm.extract import extract
+
+    folder, transcripts, encoder = clips
+    table = pd.read_csv(transcripts, keep_default_na=False)
+    table["label"] = ["positive" if float(v) > 0 else "negative" for v in table["label"]]
+    path = tmp_path / "classes.csv"
+    table.to_csv(path, index=False)
+    res = extract(folder, tmp_path / "cls.npz", path, text_model=encoder, progress=False, cache=str(tmp_path / "c"))
+    ds = load_dataset(res.path, verbose=False)
+    assert ds.task == "classification" and sorted(ds.class_names) == ["negative", "positive"]

@@ -25,6 +25,7 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in notebooks and logs
         self.cfg, self.batch_size, self.torch = cfg, batch_size, torch
         name = cfg.text_model
         try:
@@ -75,7 +76,9 @@ def tiny_encoder(folder: Any, words: Sequence[str], seed: int = 0, hidden: int =
 
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w.lower() for w in words})]
