@@ -39,7 +39,8 @@ def _load_vad() -> Any:
 
 
 class AudioExtractor:
-    """One per process: the openSMILE extractor and the VAD model are built once."""
+    """One per process: the openSMILE extractor is built once, the VAD model on the first clip that needs it (a
+    process that only asks for :attr:`dim` never loads it)."""
 
     def __init__(self, cfg: ExtractConfig) -> None:
         import opensmile
@@ -48,13 +49,18 @@ class AudioExtractor:
         self.smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, AUDIO_SETS[cfg.audio_features]),
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self.names = list(self.smile.feature_names)
-        self.vad: Optional[Any] = None
-        if cfg.vad:
-            self.vad = _load_vad()
+        self._vad: Optional[Any] = None
 
     @property
     def dim(self) -> int:
         return len(self.names)
+
+    @property
+    def vad(self) -> Any:
+        """silero-vad's model, loaded on first use."""
+        if self._vad is None:
+            self._vad = _load_vad()
+        return self._vad
 
     def speech_seconds(self, samples: np.ndarray) -> float:
         """Total speech in ``samples`` by silero-vad (its own segmentation; seconds)."""
@@ -67,12 +73,12 @@ class AudioExtractor:
 
     def __call__(self, samples: Optional[np.ndarray]) -> tuple[Optional[np.ndarray], str, dict]:
         """``(features (T, D) or None, reason, info)`` for 16-kHz mono ``samples`` (None: already failed)."""
-        info: dict = {"audio_seconds": 0.0 if samples is None else len(samples) / SAMPLE_RATE}
+        info: dict = {}
         if samples is None:
             return None, "", info
         if len(samples) < SAMPLE_RATE // 10:
             return None, "audio shorter than 0.1 s", info
-        if self.vad is not None:
+        if self.cfg.vad:
             info["speech_seconds"] = round(self.speech_seconds(samples), 3)
             if info["speech_seconds"] < self.cfg.min_speech:
                 return None, f"no speech (VAD found {info['speech_seconds']:.2f} s)", info

@@ -346,9 +346,10 @@ def extract(clips: PathLike, out: PathLike, transcripts: Optional[PathLike] = No
     ``class_names``, ``label_range``, ``threshold``, ``metric_family``) read the labels as every reader does;
     numbers are regression targets unless ``task="classification"``, strings are class names.
     """
-    labels_kw = {k: options.pop(k) for k in LABEL_KEYS if k in options and options[k] is not None}
-    for k in LABEL_KEYS:
-        options.pop(k, None)
+    import pandas as pd
+
+    given = {k: options.pop(k, None) for k in LABEL_KEYS}
+    labels_kw = {k: v for k, v in given.items() if v is not None}
     base = to_dict(config) if isinstance(config, ExtractConfig) else dict(config or {})
     cfg = from_dict(ExtractConfig, {**base, **options}, "extract")
     require_extras(text=str(cfg.text_model).lower() != "none")
@@ -361,14 +362,12 @@ def extract(clips: PathLike, out: PathLike, transcripts: Optional[PathLike] = No
     text, text_dim, fingerprint = _run_text(clip_list, cfg, cache)
     table = report_frame(clip_list, av, text)
     report_path = Path(report) if report else out.with_name("extract_report.csv")
-    kept = [c for c in clip_list if table.set_index("id").at[c.id, "status"] != "failed"]
+    kept = [c for c, status in zip(clip_list, table["status"]) if status != "failed"]  # the table's rows: clip_list
     if not kept:
         raise DataError(f"{clips}: nothing could be extracted from any of the {len(clip_list)} clips; see "
                         f"{report_path}")
     atomic_write(report_path, lambda fh: fh.write(table.to_csv(index=False).encode()))
-    import pandas as pd
-
-    audio_x, faces = _extractors(cfg)
+    audio_x, faces = _extractors(cfg)  # their sizes (already built unless every clip was cached or in workers)
     dims = {"text": text_dim, "audio": audio_x.dim, "vision": faces.dim}
     labelled = all(c.label is not None for c in kept) and all(c.split for c in kept)
     labels = parse_labels(pd.Series([c.label for c in kept])) if labelled else None

@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..constants import LETTERS, MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES, PRESENT_ROWS
+from ..constants import LETTERS, MODALITIES, MODE_NAMES, MODE_PRESENT, N_MODES
 from ..errors import ConfigError
+from ..missing import PRESENT_TABLE
 from .common import Batch, batch_parts, batches, effective_modes_tensor, eval_mode, model_device, model_name, modes_list
 
 ATTRIBUTION_METHODS = ("ig", "occlusion")
@@ -92,7 +93,7 @@ def modality_importance(model: nn.Module, ds, split: str = "test", modes: Iterab
                 attr = fa.attribute(tuple(batch), baselines=(baseline,) * 3, target=_target(fwd, batch, m, lengths),
                                     additional_forward_args=_extra_args(m, lengths), feature_mask=masks,
                                     perturbations_per_eval=3)
-                reads = np.asarray(PRESENT_ROWS, dtype=bool)[m.cpu().numpy()]  # (B, 3): what each mode reads
+                reads = PRESENT_TABLE[m.cpu().numpy()]  # (B, 3): what each sample's mode reads
                 for i, a in enumerate(attr):  # exactly 0 where unread (the batched passes differ in the last bits)
                     records.append((mode, i, np.where(reads[:, i], a[:, 0, 0].detach().cpu().numpy(), 0.0), idx))
     if per_sample:

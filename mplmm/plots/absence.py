@@ -13,13 +13,8 @@ from ._style import color_for
 def absence_table(report: pd.DataFrame) -> pd.DataFrame:
     """Modality x outcome counts of an extraction report (``extract_report.csv``): ``ok`` and each reason of
     absence, numbers in a reason replaced by ``N`` so that like reasons count together."""
-    rows = []
-    for m in MODALITIES:
-        for outcome, n in reason_kinds(report[m]).value_counts().items():
-            rows.append({"modality": m, "outcome": outcome, "clips": int(n)})
-    table = pd.DataFrame(rows, columns=["modality", "outcome", "clips"])
-    return table.pivot_table(index="outcome", columns="modality", values="clips", fill_value=0, aggfunc="sum")[
-        [m for m in MODALITIES if m in set(table["modality"])]].astype(int)
+    counts = {m: reason_kinds(report[m]).value_counts() for m in MODALITIES if m in report}
+    return pd.DataFrame(counts).fillna(0).astype(int).sort_index().rename_axis(index="outcome", columns="modality")
 
 
 def absence_figure(report: pd.DataFrame, title: str = "What each modality became, per clip") -> go.Figure:
